@@ -1,0 +1,221 @@
+"""The Python API: :func:`convert` and :func:`inspect`.
+
+Neither prints nor exits: they return result dataclasses or raise a
+:class:`~freezekeras.errors.FreezeKerasError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from freezekeras.errors import UsageError, VerificationError
+from freezekeras.freezing import find_leftovers, freeze_graph, serialize
+from freezekeras.graphs import graph_inputs_outputs, op_histogram, read_graph_def
+from freezekeras.h5file import HDF5_SIGNATURE, ZIP_SIGNATURE, check_input_path, read_keras_file
+from freezekeras.loading import KerasSession, keras_session
+from freezekeras.output import AtomicFile, output_path
+from freezekeras.results import ConversionResult, ConvertOptions, InspectResult, TensorSpec
+from freezekeras.verification import verify
+
+#: Called after each step of a conversion with the step's name and its duration in seconds.
+StepCallback = Callable[[str, float], None]
+
+KERAS_SUFFIXES = {".h5", ".hdf5", ".keras"}
+
+
+def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
+            on_step: StepCallback | None = None) -> ConversionResult:
+    """Freeze a Keras ``.h5`` model into a TensorFlow ``GraphDef`` file.
+
+    The model is built in tf-keras in inference mode, frozen, written
+    atomically and, unless ``options.verify`` is false, read back and checked
+    against Keras' own predictions before the file appears at its path.
+
+    Args:
+        model: The Keras ``.h5`` file.
+        options: Conversion options; defaults when ``None``.
+        on_step: Called with ``(step, seconds)`` after ``load``, ``freeze``,
+            ``write`` and ``verify``.
+
+    Returns:
+        The output path, the nodes to feed and fetch, and the verification.
+
+    Raises:
+        UsageError: A path or output node name is wrong.
+        ModelFileError: The file is not a Keras model freezekeras can read.
+        LambdaLayerError: The model holds Lambda layers and they are not allowed.
+        UnknownObjectError: The model uses custom layers or functions.
+        ConversionError: Keras or TensorFlow failed.
+        VerificationError: The frozen graph's outputs differ; nothing is written.
+    """
+    options = options or ConvertOptions()
+    path = Path(model)
+    info = read_keras_file(path)
+    target = output_path(path, options.output, text=options.text)
+    timer = _Timer(on_step)
+    with AtomicFile(target) as out, contextlib.ExitStack() as stack:
+        with timer.step("load"):
+            keras = stack.enter_context(
+                keras_session(info, allow_lambda=options.allow_lambda, verbose=options.verbose)
+            )
+        outputs = _select_outputs(keras, options.output_nodes, path)
+        with timer.step("freeze"):
+            graph_def = freeze_graph(keras.session, keras.graph, [spec.name for spec in outputs])
+            kept = {node.name for node in graph_def.node}
+            inputs = tuple(spec for spec in keras.inputs() if spec.name in kept)
+        with timer.step("write"):
+            out.write(serialize(graph_def, text=options.text, source=path))
+        verification = None
+        if options.verify:
+            with timer.step("verify"):
+                verification = _verify(keras, out.temporary, inputs, outputs, options)
+            if not verification.passed:
+                raise _verification_error(path, verification)
+        out.commit()
+    return ConversionResult(
+        model=path,
+        output=target,
+        inputs=inputs,
+        outputs=outputs,
+        node_count=len(graph_def.node),
+        size_bytes=target.stat().st_size,
+        verification=verification,
+        warnings=tuple(find_leftovers(graph_def)),
+        timings=timer.timings,
+    )
+
+
+def inspect(path: str | os.PathLike, *, allow_lambda: bool = False,
+            verbose: bool = False) -> InspectResult:
+    """List the inputs and outputs of a Keras ``.h5`` model or a frozen graph.
+
+    For an ``.h5`` model the names are the Keras layer names, and each
+    carries the graph ``node`` that :func:`convert` will name. For a graph,
+    inputs are the placeholders and outputs the nodes nothing consumes.
+
+    Args:
+        path: A Keras ``.h5`` file or a ``GraphDef`` (``.pb``/``.pbtxt``).
+        allow_lambda: Load Lambda layers (runs their Python bytecode).
+        verbose: Leave TensorFlow's logging on.
+
+    Raises:
+        UsageError: The path is missing or a directory.
+        ModelFileError: The file is neither a Keras model nor a GraphDef.
+        LambdaLayerError: The model holds Lambda layers and they are not allowed.
+        UnknownObjectError: The model uses custom layers or functions.
+        ConversionError: Keras failed to build the model.
+    """
+    path = Path(path)
+    check_input_path(path)
+    if path.suffix.lower() in KERAS_SUFFIXES or _is_hdf5_or_zip(path):
+        return _inspect_keras(path, allow_lambda=allow_lambda, verbose=verbose)
+    graph_def = read_graph_def(path, verbose=verbose)
+    inputs, outputs = graph_inputs_outputs(graph_def)
+    details = {"node_count": len(graph_def.node), "op_histogram": op_histogram(graph_def)}
+    return InspectResult(path=path, format="graphdef", inputs=inputs, outputs=outputs, details=details)
+
+
+def _inspect_keras(path: Path, *, allow_lambda: bool, verbose: bool) -> InspectResult:
+    info = read_keras_file(path)
+    with keras_session(info, allow_lambda=allow_lambda, verbose=verbose) as keras:
+        inputs = tuple(_by_layer(spec) for spec in keras.inputs())
+        outputs = tuple(_by_layer(spec) for spec in keras.outputs())
+        details = {
+            "keras_version": info.keras_version,
+            "backend": info.backend,
+            "layer_count": len(keras.model.layers),
+            "param_count": int(keras.model.count_params()),
+        }
+    return InspectResult(path=path, format="keras-h5", inputs=inputs, outputs=outputs, details=details)
+
+
+def _by_layer(spec: TensorSpec) -> TensorSpec:
+    return TensorSpec(name=spec.layer or spec.name, dtype=spec.dtype, shape=spec.shape, node=spec.name)
+
+
+def _select_outputs(keras: KerasSession, names: tuple[str, ...], path: Path) -> tuple[TensorSpec, ...]:
+    if not names:
+        return keras.outputs()
+    specs = []
+    for name in names:
+        op_name, _, index = name.partition(":")
+        try:
+            op = keras.graph.get_operation_by_name(op_name)
+            tensor = op.outputs[int(index or 0)]
+        except (KeyError, ValueError, IndexError):
+            raise _unknown_node_error(keras, name, path) from None
+        dims = None if tensor.shape.rank is None else tuple(tensor.shape.as_list())
+        specs.append(TensorSpec(name=name, dtype=tensor.dtype.name, shape=dims))
+    return tuple(specs)
+
+
+def _unknown_node_error(keras: KerasSession, name: str, path: Path) -> UsageError:
+    all_names = [op.name for op in keras.graph.get_operations()]
+    close = difflib.get_close_matches(name, all_names, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    return UsageError(
+        f"{path}: --output-node {name} is not in the model's graph.{hint} "
+        f"Run 'freezekeras inspect {path}' to list the output nodes."
+    )
+
+
+def _verify(keras: KerasSession, written: Path, inputs, outputs, options: ConvertOptions):
+    graph_def = read_graph_def(written)
+    fetches = [spec.name if ":" in spec.name else spec.name + ":0" for spec in outputs]
+    return verify(
+        graph_def, inputs, outputs,
+        reference=lambda feeds: keras.run(fetches, feeds),
+        seed=options.seed, int_high=_embedding_limit(keras.model), atol=options.atol,
+    )
+
+
+def _verification_error(path: Path, verification) -> VerificationError:
+    worst = max(verification.per_output, key=verification.per_output.get)
+    return VerificationError(
+        f"{path}: the frozen graph's outputs differ from Keras' by up to "
+        f"{verification.max_abs_diff:.3g} (output {worst}, tolerance {verification.atol:.3g}); "
+        "nothing was written. Rerun with --debug and report it, or pass --atol or --no-verify "
+        "to keep the graph anyway.",
+        verification=verification,
+    )
+
+
+def _embedding_limit(model: Any, default: int = 10) -> int:
+    """The smallest Embedding ``input_dim`` in ``model`` (nested too), capped at ``default``."""
+    limit = default
+    stack = list(model.layers)
+    while stack:
+        layer = stack.pop()
+        stack.extend(getattr(layer, "layers", []))
+        inner = getattr(layer, "layer", None)  # TimeDistributed, Bidirectional
+        if inner is not None:
+            stack.append(inner)
+        if type(layer).__name__ == "Embedding":
+            limit = min(limit, int(layer.input_dim))
+    return max(limit, 1)
+
+
+def _is_hdf5_or_zip(path: Path) -> bool:
+    with open(path, "rb") as stream:
+        head = stream.read(8)
+    return head == HDF5_SIGNATURE or head.startswith(ZIP_SIGNATURE)
+
+
+class _Timer:
+    def __init__(self, on_step: StepCallback | None):
+        self.on_step = on_step
+        self.timings: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        self.timings[name] = time.perf_counter() - start
+        if self.on_step is not None:
+            self.on_step(name, self.timings[name])

@@ -1,0 +1,139 @@
+"""The ``freezekeras`` command: parses options, calls the API, renders the result.
+
+Data goes to stdout; messages, progress and warnings go to stderr. Exit codes
+are those of :mod:`freezekeras.errors`.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import traceback
+from importlib import metadata
+from pathlib import Path
+
+import click
+
+from freezekeras import __version__
+from freezekeras.errors import EXIT_MODEL_ERROR, FreezeKerasError
+
+DEPENDENCIES = ("tensorflow", "tf-keras", "h5py", "protobuf")
+
+
+def _versions() -> str:
+    parts = []
+    for name in DEPENDENCIES:
+        try:
+            parts.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            parts.append(f"{name} not installed")
+    return f"freezekeras {__version__} ({', '.join(parts)})"
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(_versions())
+        ctx.exit()
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"freezekeras: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _reports_errors(command):
+    """Run ``command``, turning FreezeKerasError into one stderr line and its exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args, debug: bool, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except FreezeKerasError as exc:
+            if debug:
+                traceback.print_exc()
+            _fail(str(exc), exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:  # a bug, or a failure nothing anticipated
+            if debug:
+                traceback.print_exc()
+            _fail(f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+                  "(rerun with --debug and report it)", EXIT_MODEL_ERROR)
+
+    return click.option("--debug", is_flag=True, help="Show tracebacks on errors.")(wrapper)
+
+
+verbose_option = click.option("--verbose", is_flag=True, help="Show TensorFlow's own log messages.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object (see README).")
+lambda_option = click.option(
+    "--allow-lambda", is_flag=True,
+    help="Load Lambda layers. They hold Python bytecode that runs while loading: only for files you trust.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the versions of freezekeras, TensorFlow, tf-keras, h5py and protobuf.")
+def main() -> None:
+    """Freeze Keras .h5 models into TensorFlow graphs (.pb) that serve anywhere.
+
+    Exit codes: 0 success, 1 model or conversion error, 2 usage error,
+    3 verification failed.
+    """
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path, dir_okay=True))
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Output file, or an existing folder. Default: MODEL with .pb (.pbtxt with --text).")
+@click.option("--output-node", "output_nodes", multiple=True, metavar="NAME",
+              help="Freeze this node instead of the model's outputs (repeatable).")
+@click.option("--text", is_flag=True, help="Write protobuf text (pbtxt) instead of binary.")
+@click.option("--verify/--no-verify", default=True, show_default=True,
+              help="Compare the frozen graph with Keras' predictions on random inputs.")
+@click.option("--atol", type=click.FloatRange(min=0), metavar="FLOAT",
+              help="Largest accepted difference. Default: 1e-4 x the largest Keras output (at least 1e-4).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random verification inputs.")
+@lambda_option
+@json_option
+@verbose_option
+@_reports_errors
+def convert(model: Path, output: Path | None, output_nodes: tuple[str, ...], text: bool, verify: bool,
+            atol: float | None, seed: int, allow_lambda: bool, as_json: bool, verbose: bool) -> None:
+    """Freeze the Keras model MODEL (.h5) into a TensorFlow graph and print its node names."""
+    from freezekeras.api import convert as run_convert
+    from freezekeras.rendering import conversion_text, to_json
+    from freezekeras.results import ConvertOptions
+
+    options = ConvertOptions(output=output, output_nodes=output_nodes, text=text, verify=verify,
+                             atol=atol, seed=seed, allow_lambda=allow_lambda, verbose=verbose)
+    result = run_convert(model, options, on_step=_progress_printer(model))
+    for warning in result.warnings:
+        click.echo(f"freezekeras: warning: {result.output}: {warning}", err=True)
+    click.echo(to_json(result) if as_json else conversion_text(result))
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@lambda_option
+@json_option
+@verbose_option
+@_reports_errors
+def inspect(path: Path, allow_lambda: bool, as_json: bool, verbose: bool) -> None:
+    """List the inputs and outputs of PATH: a Keras .h5 model or a frozen graph (.pb/.pbtxt)."""
+    from freezekeras.api import inspect as run_inspect
+    from freezekeras.rendering import inspection_text, to_json
+
+    result = run_inspect(path, allow_lambda=allow_lambda, verbose=verbose)
+    click.echo(to_json(result) if as_json else inspection_text(result))
+
+
+def _progress_printer(model: Path):
+    """Report step timings on stderr when it is a terminal; otherwise stay silent."""
+    if not sys.stderr.isatty():
+        return None
+
+    def report(step: str, seconds: float) -> None:
+        click.echo(f"freezekeras: {model}: {step} done in {seconds:.1f} s", err=True)
+
+    return report

@@ -1,0 +1,111 @@
+"""The exceptions freezekeras raises, and the exit code each maps to.
+
+Every error the library raises on purpose derives from :class:`FreezeKerasError`.
+Messages are one line: the file concerned, what is wrong with it, and what to
+do next. The command line catches the base class once and exits with
+:attr:`FreezeKerasError.exit_code`.
+
+Exit codes (the one table; README.md repeats it):
+
+====  ==========================================================
+code  meaning
+====  ==========================================================
+0     success
+1     model or conversion error: the input could not be converted
+2     usage error: a path or option on the command line is wrong
+3     verification failed: the frozen graph does not compute what
+      the Keras model computes
+====  ==========================================================
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_MODEL_ERROR = 1
+EXIT_USAGE_ERROR = 2
+EXIT_VERIFICATION_FAILED = 3
+
+
+class FreezeKerasError(Exception):
+    """Base class of every error freezekeras raises on purpose.
+
+    Raised directly only for conversion failures that fit no subclass. The
+    message is a single line naming the file, the problem and the next step.
+    """
+
+    exit_code = EXIT_MODEL_ERROR
+
+
+class UsageError(FreezeKerasError):
+    """Raised when a path or option given by the caller cannot be used.
+
+    Examples: the input path does not exist or is a directory, the output
+    path equals the input, an output node name is not in the graph.
+    """
+
+    exit_code = EXIT_USAGE_ERROR
+
+
+class OutputError(UsageError):
+    """Raised when the output file cannot be written where the caller asked.
+
+    The folder is missing or not writable, or the output path is the input.
+    Nothing is left behind at the output path.
+    """
+
+
+class ModelFileError(FreezeKerasError):
+    """Raised when the input file is not a readable Keras HDF5 model.
+
+    Empty, truncated or non-HDF5 files, HDF5 files without Keras metadata,
+    a malformed ``model_config`` and Keras 3 ``.keras`` archives.
+    """
+
+
+class WeightsOnlyError(ModelFileError):
+    """Raised when an ``.h5`` holds weights but no architecture.
+
+    Such files come from ``model.save_weights()``; the architecture has to be
+    supplied separately.
+    """
+
+
+class LambdaLayerError(FreezeKerasError):
+    """Raised when a model holds Lambda layers and the caller did not opt in.
+
+    A Lambda layer's config holds marshalled Python bytecode that Keras runs
+    while loading; freezekeras refuses to run it without ``allow_lambda``.
+    """
+
+
+class UnknownObjectError(FreezeKerasError):
+    """Raised when the model names a layer or function Keras does not know.
+
+    Custom layers, activations or losses whose definitions were not supplied.
+    """
+
+
+class ConversionError(FreezeKerasError):
+    """Raised when Keras could not build the model or TensorFlow could not freeze it."""
+
+
+class GraphTooLargeError(ConversionError):
+    """Raised when the frozen graph would reach protobuf's 2 GiB limit.
+
+    A larger GraphDef is written without complaint but cannot be read back.
+    """
+
+
+class VerificationError(FreezeKerasError):
+    """Raised when the frozen graph's outputs differ from the Keras model's.
+
+    Carries the :class:`~freezekeras.verification.Verification` result so a
+    caller can report the difference; the output file has been written.
+    """
+
+    exit_code = EXIT_VERIFICATION_FAILED
+
+    def __init__(self, message: str, verification=None, result=None):
+        super().__init__(message)
+        self.verification = verification
+        self.result = result

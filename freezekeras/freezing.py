@@ -1,0 +1,124 @@
+"""Freezing a session's graph into one self-contained ``GraphDef`` (Morgan style)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from freezekeras.errors import ConversionError, GraphTooLargeError
+from freezekeras.tfimport import import_tensorflow
+
+#: protobuf cannot parse a message of 2 GiB or more; such a file cannot be read back.
+PROTOBUF_LIMIT = 2**31
+
+_VARIABLE_OPS = {"VarHandleOp", "VariableV2", "Variable", "ReadVariableOp", "VarIsInitializedOp"}
+_TRAINING_OPS = {"RandomUniform", "RandomStandardNormal", "RandomUniformInt", "TruncatedNormal"}
+
+
+def freeze_graph(session: Any, graph: Any, output_names: Sequence[str]) -> Any:
+    """Return the frozen ``GraphDef`` computing ``output_names`` in ``session``.
+
+    Variables become constants (``convert_variables_to_constants``), device
+    placements are cleared, training-only nodes are removed
+    (``remove_training_nodes``) and the graph is pruned to what the outputs
+    need (``extract_sub_graph``). The function library and the ``versions``
+    field, which ``remove_training_nodes`` drops, are kept, so graphs with
+    ``While`` loops (recurrent layers) still load.
+
+    Args:
+        session: A ``tf.compat.v1.Session`` holding the variables' values.
+        graph: The ``tf.Graph`` to freeze.
+        output_names: Node names (``op`` or ``op:index``) to keep.
+
+    Returns:
+        A ``GraphDef`` with no variables, no devices and only the nodes the
+        outputs need.
+
+    Raises:
+        ConversionError: TensorFlow could not freeze the graph.
+    """
+    tf = import_tensorflow()
+    graph_util = tf.compat.v1.graph_util
+    nodes = [name.split(":")[0] for name in output_names]
+    graph_def = graph.as_graph_def()
+    for node in graph_def.node:
+        node.device = ""
+    try:
+        frozen = graph_util.convert_variables_to_constants(session, graph_def, nodes)
+        cleaned = graph_util.remove_training_nodes(frozen, protected_nodes=nodes)
+        pruned = graph_util.extract_sub_graph(cleaned, nodes)
+    except (ValueError, TypeError, AssertionError, tf.errors.OpError) as exc:
+        raise ConversionError(f"TensorFlow could not freeze the graph: {exc}".splitlines()[0]) from exc
+    pruned.library.CopyFrom(frozen.library)
+    pruned.versions.CopyFrom(frozen.versions)
+    for node in pruned.node:
+        node.device = ""
+    return pruned
+
+
+def find_leftovers(graph_def: Any) -> list[str]:
+    """List what a serving runtime may reject in a frozen graph.
+
+    Variables, Keras' learning-phase placeholder, training-only random ops
+    (Dropout's ``RandomUniform``), ``If``/``Switch`` nodes fed by a training
+    flag and device placements.
+
+    Args:
+        graph_def: A ``GraphDef``.
+
+    Returns:
+        One readable line per problem kind found; empty when there is none.
+    """
+    found: dict[str, list[str]] = {}
+
+    def add(kind: str, name: str) -> None:
+        found.setdefault(kind, []).append(name)
+
+    for node in graph_def.node:
+        if node.op in _VARIABLE_OPS or node.op.startswith("Assign"):
+            add("variable op", node.name)
+        if node.op in _TRAINING_OPS:
+            add("random op (Dropout?)", node.name)
+        if "keras_learning_phase" in node.name:
+            add("learning-phase node", node.name)
+        if node.op in {"If", "StatelessIf", "Switch"} and any(
+            "learning_phase" in inp or "training" in inp.lower() for inp in _input_nodes(node)
+        ):
+            add("training switch", node.name)
+        if node.device:
+            add("device string", node.name)
+    return [
+        f"{len(names)} {kind}{'s' if len(names) > 1 else ''}: {', '.join(names[:3])}"
+        + (", ..." if len(names) > 3 else "")
+        for kind, names in found.items()
+    ]
+
+
+def _input_nodes(node: Any) -> list[str]:
+    return [inp.lstrip("^").split(":")[0] for inp in node.input]
+
+
+def serialize(graph_def: Any, *, text: bool, source: Path, limit: int = PROTOBUF_LIMIT) -> bytes:
+    """Return the bytes of ``graph_def`` to write, binary or protobuf text.
+
+    Args:
+        graph_def: The frozen ``GraphDef``.
+        text: Write protobuf text format instead of binary.
+        source: The model file, named in the error message.
+        limit: Refuse a graph of this many bytes or more.
+
+    Raises:
+        GraphTooLargeError: The graph reaches protobuf's 2 GiB limit.
+    """
+    size = graph_def.ByteSize()
+    if size >= limit:
+        raise GraphTooLargeError(
+            f"{source}: the frozen graph is {size / 2**30:.2f} GiB, at or over protobuf's 2 GiB limit, "
+            "so no runtime could read it back. Export a SavedModel instead, or shrink the model."
+        )
+    if text:
+        from google.protobuf import text_format
+
+        return text_format.MessageToString(graph_def).encode("utf-8")
+    return graph_def.SerializeToString()

@@ -1,0 +1,91 @@
+"""Reading a frozen ``GraphDef`` and finding its inputs and outputs."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from freezekeras.errors import ModelFileError
+from freezekeras.h5file import check_input_path
+from freezekeras.results import TensorSpec
+from freezekeras.tfimport import import_tensorflow
+
+#: Ops that are never a graph's output even when nothing consumes them.
+_NOT_OUTPUTS = {"Const", "NoOp", "Placeholder", "PlaceholderWithDefault", "Assert", "VarHandleOp"}
+
+
+def read_graph_def(path: Path, *, verbose: bool = False) -> Any:
+    """Read a ``GraphDef`` from a binary ``.pb`` or a protobuf text file.
+
+    Raises:
+        UsageError: The path is missing or a directory.
+        ModelFileError: The file is neither a binary nor a text GraphDef.
+    """
+    check_input_path(path)
+    data = path.read_bytes()
+    if not data:
+        raise ModelFileError(f"{path}: the file is empty. Convert the model again.")
+    tf = import_tensorflow(verbose=verbose)
+    graph_def = tf.compat.v1.GraphDef()
+    try:
+        graph_def.ParseFromString(data)
+    except Exception:  # protobuf's DecodeError, or a RuntimeError from its C++ core
+        graph_def.Clear()
+    if not graph_def.node and _looks_like_text(data):
+        from google.protobuf import text_format
+
+        try:
+            text_format.Parse(data.decode("utf-8"), graph_def)
+        except (text_format.ParseError, UnicodeDecodeError):
+            graph_def.Clear()
+    if not graph_def.node:
+        raise ModelFileError(
+            f"{path}: is not a TensorFlow GraphDef (no nodes could be read). "
+            "Pass a frozen graph (.pb or .pbtxt) or a Keras .h5 model."
+        )
+    return graph_def
+
+
+def graph_inputs_outputs(graph_def: Any) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """Find a frozen graph's inputs (placeholders) and outputs (nodes nothing consumes).
+
+    Constants, no-ops and placeholders are never outputs. Dtypes and shapes
+    come from importing the graph into TensorFlow.
+
+    Returns:
+        ``(inputs, outputs)``, each in the graph's node order.
+    """
+    tf = import_tensorflow()
+    consumed = {inp.lstrip("^").split(":")[0] for node in graph_def.node for inp in node.input}
+    input_names = [n.name for n in graph_def.node if n.op == "Placeholder"]
+    output_names = [
+        n.name for n in graph_def.node if n.name not in consumed and n.op not in _NOT_OUTPUTS
+    ]
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.import_graph_def(graph_def, name="")
+    return (
+        tuple(_tensor_spec(graph, name) for name in input_names),
+        tuple(_tensor_spec(graph, name) for name in output_names),
+    )
+
+
+def op_histogram(graph_def: Any) -> dict[str, int]:
+    """Count the nodes of each op type, most frequent first."""
+    return dict(Counter(node.op for node in graph_def.node).most_common())
+
+
+def _tensor_spec(graph: Any, name: str) -> TensorSpec:
+    op = graph.get_operation_by_name(name)
+    if not op.outputs:
+        return TensorSpec(name=name, dtype="none", shape=None)
+    tensor = op.outputs[0]
+    shape = tensor.shape
+    dims = None if shape.rank is None else tuple(shape.as_list())
+    return TensorSpec(name=name, dtype=tensor.dtype.name, shape=dims)
+
+
+def _looks_like_text(data: bytes) -> bool:
+    head = data[:4096]
+    return b"node" in head and all(b >= 9 for b in head)

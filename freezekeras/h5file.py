@@ -1,0 +1,206 @@
+"""Reading a Keras ``.h5`` file's metadata with h5py, before anything is built.
+
+Nothing here imports TensorFlow or runs code from the file: the checks that
+must happen before Keras touches a file (is it a Keras model at all, does it
+hold Lambda layers) live here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from freezekeras.errors import (
+    LambdaLayerError,
+    ModelFileError,
+    UsageError,
+    WeightsOnlyError,
+)
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+ZIP_SIGNATURE = b"PK\x03\x04"
+RESAVE_HINT = "save the model with model.save('model.h5') in Keras and convert that file"
+
+
+@dataclass(frozen=True)
+class KerasFileInfo:
+    """What an ``.h5`` file says about the model inside, read without Keras.
+
+    Attributes:
+        path: The file.
+        model_config: The parsed ``model_config`` attribute.
+        keras_version: The ``keras_version`` attribute, or ``None``.
+        backend: The ``backend`` attribute, or ``None``.
+        lambda_layers: Names of the Lambda layers, nested models included.
+    """
+
+    path: Path
+    model_config: dict[str, Any]
+    keras_version: str | None = None
+    backend: str | None = None
+    lambda_layers: tuple[str, ...] = field(default_factory=tuple)
+
+
+def check_input_path(path: Path) -> None:
+    """Raise :class:`UsageError` unless ``path`` names an existing regular file."""
+    if not path.exists():
+        raise UsageError(f"{path}: no such file. Check the path and try again.")
+    if path.is_dir():
+        if (path / "saved_model.pb").exists():
+            raise UsageError(
+                f"{path}: is a SavedModel folder, not a Keras .h5 file. "
+                "Load it in Keras and save it with model.save('model.h5'), then convert that file."
+            )
+        raise UsageError(f"{path}: is a directory. Pass a Keras .h5 model file.")
+
+
+def read_keras_file(path: Path) -> KerasFileInfo:
+    """Check that ``path`` is a Keras HDF5 model and read its metadata.
+
+    Args:
+        path: The ``.h5`` file.
+
+    Returns:
+        The file's metadata.
+
+    Raises:
+        UsageError: The path is missing or a directory.
+        ModelFileError: The file is empty, not HDF5, damaged, a Keras 3
+            archive, or holds no (or a malformed) Keras model config.
+        WeightsOnlyError: The file holds weights but no architecture.
+    """
+    check_input_path(path)
+    _check_signature(path)
+    import h5py
+
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as exc:
+        raise ModelFileError(
+            f"{path}: the HDF5 file is damaged or truncated ({_first_line(exc)}). "
+            "Copy or download it again."
+        ) from exc
+    with handle:
+        attrs = handle.attrs
+        raw_config = attrs.get("model_config")
+        if raw_config is None:
+            raise _missing_config_error(path, handle)
+        config = _parse_config(path, raw_config)
+        keras_version = _text(attrs.get("keras_version"))
+        backend = _text(attrs.get("backend"))
+    return KerasFileInfo(
+        path=path,
+        model_config=config,
+        keras_version=keras_version,
+        backend=backend,
+        lambda_layers=tuple(find_lambda_layers(config)),
+    )
+
+
+def refuse_lambda_layers(info: KerasFileInfo) -> None:
+    """Raise :class:`LambdaLayerError` if the model holds Lambda layers."""
+    if info.lambda_layers:
+        names = ", ".join(info.lambda_layers)
+        raise LambdaLayerError(
+            f"{info.path}: the model holds Lambda layers ({names}) whose Python bytecode Keras "
+            "would run while loading. If you trust this file, pass --allow-lambda."
+        )
+
+
+def find_lambda_layers(config: Any) -> Iterator[str]:
+    """Yield the name of every Lambda layer in a model config, nested models included."""
+    if isinstance(config, dict):
+        layer_config = config.get("config")
+        if config.get("class_name") == "Lambda":
+            name = layer_config.get("name") if isinstance(layer_config, dict) else None
+            yield str(name or config.get("name") or "<unnamed>")
+            return
+        if config.get("function_type") == "lambda":  # a Lambda-like custom layer
+            yield str(config.get("name") or "<unnamed>")
+            return
+        for value in config.values():
+            yield from find_lambda_layers(value)
+    elif isinstance(config, list):
+        for item in config:
+            yield from find_lambda_layers(item)
+
+
+def _check_signature(path: Path) -> None:
+    size = path.stat().st_size
+    if size == 0:
+        raise ModelFileError(f"{path}: the file is empty. {RESAVE_HINT[0].upper()}{RESAVE_HINT[1:]}.")
+    with open(path, "rb") as stream:
+        head = stream.read(8)
+    if head.startswith(ZIP_SIGNATURE):
+        raise ModelFileError(
+            f"{path}: is a Keras 3 .keras archive, which freezekeras does not read. "
+            "In Keras 3, save the model as HDF5 with model.save('model.h5') and convert that file."
+        )
+    if not _has_hdf5_signature(path, size):
+        raise ModelFileError(f"{path}: is not an HDF5 file. Pass a Keras .h5 model; {RESAVE_HINT}.")
+
+
+def _has_hdf5_signature(path: Path, size: int) -> bool:
+    # HDF5 puts its signature at 0, 512, 1024, 2048, ... (a user block may precede it).
+    offsets = [0] + [512 * 2**i for i in range(20) if 512 * 2**i < size]
+    with open(path, "rb") as stream:
+        for offset in offsets:
+            stream.seek(offset)
+            if stream.read(8) == HDF5_SIGNATURE:
+                return True
+    return False
+
+
+def _missing_config_error(path: Path, handle) -> ModelFileError:
+    if "layer_names" in handle.attrs or "model_weights" in handle:
+        return WeightsOnlyError(
+            f"{path}: holds weights only, no model architecture (saved with save_weights). "
+            "Rebuild the model in Keras, call model.load_weights() on this file, then save it "
+            "with model.save('model.h5')."
+        )
+    return ModelFileError(
+        f"{path}: is an HDF5 file but holds no Keras model (no model_config attribute). "
+        f"Pass a Keras .h5 model; {RESAVE_HINT}."
+    )
+
+
+def _parse_config(path: Path, raw: Any) -> dict[str, Any]:
+    try:
+        config = json.loads(_text(raw) or "")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelFileError(
+            f"{path}: the model_config attribute is not valid JSON ({_first_line(exc)}). "
+            f"The file is damaged; {RESAVE_HINT}."
+        ) from exc
+    if not isinstance(config, dict) or "class_name" not in config or "config" not in config:
+        raise ModelFileError(
+            f"{path}: the model_config attribute is not a Keras model config "
+            f"(no class_name/config). The file is damaged; {RESAVE_HINT}."
+        )
+    return config
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if hasattr(value, "item") and not isinstance(value, str):
+        return _text(value.item())
+    return str(value)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+__all__ = [
+    "KerasFileInfo",
+    "check_input_path",
+    "find_lambda_layers",
+    "read_keras_file",
+    "refuse_lambda_layers",
+]

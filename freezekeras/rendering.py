@@ -1,0 +1,78 @@
+"""Turning results into text for people and JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from freezekeras.results import ConversionResult, InspectResult, TensorSpec
+
+
+def to_json(result: ConversionResult | InspectResult) -> str:
+    """Return ``result`` as one JSON object (the schema README.md documents)."""
+    return json.dumps(result.to_json(), indent=2)
+
+
+def conversion_text(result: ConversionResult) -> str:
+    """Return the readable report of a conversion: nodes to feed and fetch, verification."""
+    lines = [f"wrote {result.output} ({result.node_count} nodes, {_size(result.size_bytes)})", ""]
+    lines += _table("inputs (feed)", result.inputs)
+    lines += [""] + _table("outputs (fetch)", result.outputs)
+    check = result.verification
+    if check is None:
+        lines += ["", "verification: skipped (--no-verify)"]
+    else:
+        shapes = ", ".join(f"{name} {_shape(shape)}" for name, shape in check.input_shapes.items())
+        lines += ["", f"verification: passed, max |frozen - keras| = {check.max_abs_diff:.3g} "
+                      f"(tolerance {check.atol:.3g}; random inputs {shapes})"]
+    return "\n".join(lines)
+
+
+def inspection_text(result: InspectResult) -> str:
+    """Return the readable report of an inspection."""
+    lines = [f"{result.path}: {_describe(result)}", ""]
+    lines += _table("inputs", result.inputs)
+    lines += [""] + _table("outputs", result.outputs)
+    histogram = result.details.get("op_histogram")
+    if histogram:
+        ops = ", ".join(f"{op} {count}" for op, count in histogram.items())
+        lines += ["", f"ops: {ops}"]
+    return "\n".join(lines)
+
+
+def _describe(result: InspectResult) -> str:
+    d = result.details
+    if result.format == "keras-h5":
+        return (f"Keras model (keras_version {d.get('keras_version') or 'unknown'}, "
+                f"backend {d.get('backend') or 'unknown'}), {d['layer_count']} layers, "
+                f"{d['param_count']:,} parameters")
+    return f"frozen TensorFlow graph, {d['node_count']} nodes"
+
+
+def _table(title: str, specs: Sequence[TensorSpec]) -> list[str]:
+    has_node = any(spec.node for spec in specs)
+    header = ["name", "dtype", "shape"] + (["graph node"] if has_node else [])
+    rows = [[spec.name, spec.dtype, _shape(spec.shape)] + ([spec.node or ""] if has_node else [])
+            for spec in specs]
+    if not rows:
+        return [f"{title}: none"]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = [f"{title}:"]
+    for row in [header, *rows]:
+        lines.append("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    return lines
+
+
+def _shape(shape: Any) -> str:
+    if shape is None:
+        return "unknown"
+    return "(" + ", ".join("None" if dim is None else str(dim) for dim in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _size(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size} B"  # unreachable

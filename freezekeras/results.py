@@ -1,0 +1,164 @@
+"""The dataclasses the Python API takes and returns."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output of a model or graph.
+
+    Attributes:
+        name: The graph node to feed or fetch; for an ``.h5`` model inspected,
+            the Keras layer name.
+        dtype: The element type, e.g. ``"float32"``.
+        shape: The dimensions, ``None`` where unknown; ``None`` for an unknown rank.
+        layer: The Keras layer the tensor belongs to, where known.
+        node: For an ``.h5`` model inspected, the node ``convert`` will name.
+    """
+
+    name: str
+    dtype: str
+    shape: tuple[int | None, ...] | None
+    layer: str | None = None
+    node: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the JSON form: ``{"name", "dtype", "shape"}`` plus ``layer``/``node`` if known."""
+        data: dict[str, Any] = {
+            "name": self.name,
+            "dtype": self.dtype,
+            "shape": None if self.shape is None else list(self.shape),
+        }
+        for key in ("layer", "node"):
+            if getattr(self, key) is not None:
+                data[key] = getattr(self, key)
+        return data
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """Options of :func:`freezekeras.convert`; every field has a sensible default.
+
+    Attributes:
+        output: Where to write the graph: a file, or an existing folder (the
+            file is then named after the model). Default: the model's path
+            with ``.pb`` (``.pbtxt`` with ``text``).
+        output_nodes: Freeze these nodes instead of the model's outputs.
+        text: Write the GraphDef as protobuf text instead of binary.
+        verify: Check the frozen graph against the Keras model's predictions.
+        atol: Largest absolute difference verification accepts. ``None``:
+            ``1e-4`` times the largest absolute Keras output (at least ``1e-4``).
+        seed: Seed of the random verification inputs.
+        allow_lambda: Load Lambda layers, running the Python bytecode they hold.
+        verbose: Leave TensorFlow's logging on.
+    """
+
+    output: Path | None = None
+    output_nodes: tuple[str, ...] = ()
+    text: bool = False
+    verify: bool = True
+    atol: float | None = None
+    seed: int = 0
+    allow_lambda: bool = False
+    verbose: bool = False
+
+
+@dataclass(frozen=True)
+class Verification:
+    """How the frozen graph's outputs compare with the Keras model's.
+
+    Attributes:
+        passed: Every output is within ``atol``.
+        max_abs_diff: The largest absolute difference over all outputs.
+        atol: The tolerance used.
+        per_output: The largest absolute difference of each output, by node name.
+        input_shapes: The shapes of the random inputs fed, by node name.
+    """
+
+    passed: bool
+    max_abs_diff: float
+    atol: float
+    per_output: dict[str, float] = field(default_factory=dict)
+    input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the JSON form of this result."""
+        data = asdict(self)
+        data["input_shapes"] = {k: list(v) for k, v in self.input_shapes.items()}
+        return data
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    """What :func:`freezekeras.convert` produced.
+
+    Attributes:
+        model: The input ``.h5`` file.
+        output: The frozen graph written.
+        inputs: The nodes to feed, in the Keras model's input order.
+        outputs: The nodes to fetch, in the Keras model's output order.
+        node_count: Nodes in the frozen graph.
+        size_bytes: Size of the written file.
+        verification: The comparison with Keras, or ``None`` if skipped.
+        warnings: Things in the frozen graph a serving runtime may reject.
+        timings: Seconds spent per step (``load``, ``freeze``, ``write``, ``verify``).
+    """
+
+    model: Path
+    output: Path
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    node_count: int
+    size_bytes: int
+    verification: Verification | None
+    warnings: tuple[str, ...] = ()
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the JSON form documented in README.md."""
+        return {
+            "model": str(self.model),
+            "output": str(self.output),
+            "inputs": [spec.to_json() for spec in self.inputs],
+            "outputs": [spec.to_json() for spec in self.outputs],
+            "node_count": self.node_count,
+            "size_bytes": self.size_bytes,
+            "verification": None if self.verification is None else self.verification.to_json(),
+            "warnings": list(self.warnings),
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+
+
+@dataclass(frozen=True)
+class InspectResult:
+    """What :func:`freezekeras.inspect` found in a file.
+
+    Attributes:
+        path: The file inspected.
+        format: ``"keras-h5"`` or ``"graphdef"``.
+        inputs: Inputs in the model's order (graph order for a GraphDef).
+        outputs: Outputs in the model's order (graph order for a GraphDef).
+        details: Format-specific facts: ``keras_version``, ``backend``,
+            ``layer_count``, ``param_count`` for ``.h5``; ``node_count``,
+            ``op_histogram`` (op type to count) for a GraphDef.
+    """
+
+    path: Path
+    format: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the JSON form documented in README.md."""
+        return {
+            "path": str(self.path),
+            "format": self.format,
+            "inputs": [spec.to_json() for spec in self.inputs],
+            "outputs": [spec.to_json() for spec in self.outputs],
+            **self.details,
+        }

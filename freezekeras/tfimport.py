@@ -1,0 +1,89 @@
+"""Importing TensorFlow and tf-keras lazily, quietly and in the right mode.
+
+TensorFlow costs seconds and hundreds of MB to import, so no module imports it
+at import time; the functions that need it call :func:`import_tensorflow`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import warnings
+from types import ModuleType
+from typing import Iterator
+
+
+def import_tensorflow(*, verbose: bool = False) -> ModuleType:
+    """Import and return ``tensorflow``, set up for tf-keras (Keras 2).
+
+    ``TF_USE_LEGACY_KERAS=1`` is set before the first import so that
+    ``tf.keras`` is tf-keras. Unless ``verbose``, TensorFlow's C++ log is
+    silenced (``TF_CPP_MIN_LOG_LEVEL=3``, only if the caller did not set it)
+    and its Python logger shows errors only.
+
+    Args:
+        verbose: Leave TensorFlow's logging as it is.
+
+    Returns:
+        The ``tensorflow`` module.
+    """
+    if "tensorflow" not in sys.modules:
+        os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+        if not verbose:
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        with _native_stderr_silenced(not verbose):
+            import tensorflow as tf
+    import tensorflow as tf
+
+    if not verbose:
+        tf.get_logger().setLevel(logging.ERROR)
+        logging.getLogger("absl").setLevel(logging.ERROR)
+    return tf
+
+
+def import_tf_keras(*, verbose: bool = False) -> ModuleType:
+    """Import and return ``tf_keras`` (after :func:`import_tensorflow`)."""
+    import_tensorflow(verbose=verbose)
+    with _native_stderr_silenced(not verbose and "tf_keras" not in sys.modules):
+        import tf_keras
+
+    return tf_keras
+
+
+@contextlib.contextmanager
+def quiet_warnings(verbose: bool) -> Iterator[None]:
+    """Hide Python warnings raised by TensorFlow and Keras unless ``verbose``."""
+    if verbose:
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced(silence: bool) -> Iterator[None]:
+    """Point file descriptor 2 at /dev/null while TensorFlow's libraries load.
+
+    Its native libraries log lines such as "Could not find cuda drivers"
+    before any log level applies; Python's own ``sys.stderr`` is restored, so
+    an import error still shows.
+    """
+    if not silence:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable descriptor 2
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

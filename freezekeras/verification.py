@@ -1,0 +1,138 @@
+"""Checking that a frozen graph computes what the Keras model computed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from freezekeras.results import TensorSpec, Verification
+from freezekeras.tfimport import import_tensorflow
+
+#: Size given to an unknown batch dimension in the random inputs.
+BATCH_SIZE = 2
+#: Size given to any other unknown dimension (time steps, image sides).
+FREE_DIM_SIZE = 32
+#: Default tolerance, relative to the largest absolute Keras output (at least 1).
+RELATIVE_ATOL = 1e-4
+
+
+def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, int_high: int = 10) -> dict[str, Any]:
+    """Make deterministic random inputs for ``specs``, keyed by tensor name.
+
+    Floats are uniform in [-1, 1); integers uniform in [0, ``int_high``);
+    booleans fair coin flips. An unknown first dimension becomes
+    :data:`BATCH_SIZE`, any other unknown one :data:`FREE_DIM_SIZE`.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for spec in specs:
+        shape = tuple(_concrete(dim, i) for i, dim in enumerate(spec.shape or ()))
+        dtype = np.dtype(spec.dtype)
+        if dtype.kind == "f":
+            value = rng.uniform(-1.0, 1.0, size=shape)
+        elif dtype.kind in "iu":
+            value = rng.integers(0, int_high, size=shape)
+        elif dtype.kind == "b":
+            value = rng.integers(0, 2, size=shape).astype(bool)
+        else:
+            raise ValueError(f"cannot make random inputs of dtype {spec.dtype}")
+        feeds[_tensor_name(spec.name)] = value.astype(dtype)
+    return feeds
+
+
+def run_graph_def(graph_def: Any, feeds: dict[str, Any], fetches: Sequence[str]) -> list[Any]:
+    """Import ``graph_def`` into a fresh graph and run it once.
+
+    Args:
+        graph_def: The frozen ``GraphDef``.
+        feeds: Values keyed by node or tensor name.
+        fetches: Node or tensor names to fetch.
+
+    Returns:
+        The fetched arrays, in the order of ``fetches``.
+    """
+    tf = import_tensorflow()
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.import_graph_def(graph_def, name="")
+    with tf.compat.v1.Session(graph=graph) as session:
+        return session.run(
+            [_tensor_name(name) for name in fetches],
+            feed_dict={_tensor_name(name): value for name, value in feeds.items()},
+        )
+
+
+def compare(names: Sequence[str], expected: Sequence[Any], actual: Sequence[Any], *,
+            atol: float | None = None, input_shapes: dict[str, tuple[int, ...]] | None = None
+            ) -> Verification:
+    """Compare the frozen graph's outputs with Keras' own.
+
+    NaNs in the same places count as equal; a shape mismatch fails.
+
+    Args:
+        names: Output names, for the per-output report.
+        expected: Keras' outputs.
+        actual: The frozen graph's outputs.
+        atol: The largest absolute difference accepted; ``None``:
+            :data:`RELATIVE_ATOL` times the largest absolute Keras output (at least 1).
+        input_shapes: The shapes fed, recorded in the result.
+    """
+    import numpy as np
+
+    per_output = {}
+    scale = 1.0
+    for name, want, got in zip(names, expected, actual):
+        want, got = np.asarray(want), np.asarray(got)
+        if want.shape != got.shape:
+            per_output[name] = float("inf")
+            continue
+        finite = np.isfinite(want)
+        if finite.any():
+            scale = max(scale, float(np.max(np.abs(want[finite].astype(np.float64)))))
+        diff = np.abs(want.astype(np.float64) - got.astype(np.float64))
+        same_nan = np.isnan(want.astype(np.float64)) & np.isnan(got.astype(np.float64))
+        diff = np.where(same_nan, 0.0, diff)
+        per_output[name] = float(np.max(diff)) if diff.size else 0.0
+    tolerance = atol if atol is not None else RELATIVE_ATOL * scale
+    worst = max(per_output.values(), default=0.0)
+    return Verification(
+        passed=bool(worst <= tolerance),  # NaN differences fail too
+        max_abs_diff=worst,
+        atol=tolerance,
+        per_output=per_output,
+        input_shapes=dict(input_shapes or {}),
+    )
+
+
+def verify(graph_def: Any, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
+           reference: Callable[[dict[str, Any]], Sequence[Any]], *, seed: int = 0,
+           int_high: int = 10, atol: float | None = None) -> Verification:
+    """Feed random inputs to ``graph_def`` and to ``reference`` and compare.
+
+    Args:
+        graph_def: The frozen graph, as read back from disk.
+        inputs: Its input nodes.
+        outputs: Its output nodes.
+        reference: Computes Keras' outputs from the same feeds.
+        seed: Seed of the random inputs.
+        int_high: Upper bound (exclusive) of integer inputs.
+        atol: See :func:`compare`.
+    """
+    feeds = random_inputs(inputs, seed=seed, int_high=int_high)
+    names = [spec.name for spec in outputs]
+    expected = reference(feeds)
+    actual = run_graph_def(graph_def, feeds, names)
+    shapes = {name.split(":")[0]: tuple(value.shape) for name, value in feeds.items()}
+    return compare(names, expected, actual, atol=atol, input_shapes=shapes)
+
+
+def _concrete(dim: int | None, index: int) -> int:
+    if dim is not None:
+        return dim
+    return BATCH_SIZE if index == 0 else FREE_DIM_SIZE
+
+
+def _tensor_name(name: str) -> str:
+    return name if ":" in name else f"{name}:0"
