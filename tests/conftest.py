@@ -1,0 +1,151 @@
+"""Shared fixtures: tiny real Keras models, built with tf_keras and saved as .h5."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+#: The shared corpus of real third-party .h5 files (read-only, outside the repo).
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+
+
+def _tf_keras():
+    import tf_keras
+
+    return tf_keras
+
+
+def build_dense(path: Path) -> Path:
+    """Sequential Dense + Dropout + softmax, trained a few steps."""
+    import numpy as np
+
+    keras = _tf_keras()
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([
+        keras.layers.Dense(16, activation="relu", input_shape=(8,), name="hidden"),
+        keras.layers.Dropout(0.5),
+        keras.layers.Dense(3, activation="softmax", name="predictions"),
+    ])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).normal(size=(64, 8)).astype("float32")
+    model.fit(x, (x[:, 0] > 0).astype("int32") + (x[:, 1] > 0), epochs=2, verbose=0)
+    model.save(path)
+    return path
+
+
+def build_multi_io(path: Path) -> Path:
+    """Functional model: a float and an int (Embedding) input, two outputs."""
+    keras = _tf_keras()
+    keras.utils.set_random_seed(2)
+    features = keras.Input((6,), name="features")
+    tokens = keras.Input((5,), dtype="int32", name="tokens")
+    embedded = keras.layers.Flatten()(keras.layers.Embedding(7, 4)(tokens))
+    joined = keras.layers.Concatenate()([keras.layers.Dense(8, activation="tanh")(features), embedded])
+    score = keras.layers.Dense(1, activation="sigmoid", name="score")(joined)
+    classes = keras.layers.Dense(4, activation="softmax", name="classes")(joined)
+    keras.Model([features, tokens], [score, classes]).save(path)
+    return path
+
+
+def build_conv_bn(path: Path) -> Path:
+    """Conv2D + BatchNormalization (moving statistics far from 0/1) + Dropout."""
+    import numpy as np
+
+    keras = _tf_keras()
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([
+        keras.layers.Conv2D(4, 3, input_shape=(12, 12, 3), name="conv"),
+        keras.layers.BatchNormalization(name="bn"),
+        keras.layers.Activation("relu"),
+        keras.layers.Dropout(0.3),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(2, name="logits"),
+    ])
+    gamma, beta, _, _ = model.get_layer("bn").get_weights()
+    rng = np.random.default_rng(3)
+    model.get_layer("bn").set_weights([
+        gamma * 1.5, beta + 0.2, rng.normal(2.0, 0.5, size=4).astype("float32"),
+        rng.uniform(3.0, 5.0, size=4).astype("float32"),
+    ])
+    model.save(path)
+    return path
+
+
+def build_stacked_lstm(path: Path) -> Path:
+    """Two stacked LSTMs (TensorFlow While loops in the graph) and a Dense head."""
+    keras = _tf_keras()
+    keras.utils.set_random_seed(4)
+    model = keras.Sequential([
+        keras.layers.LSTM(8, return_sequences=True, input_shape=(None, 4), name="lstm_a"),
+        keras.layers.LSTM(5, name="lstm_b"),
+        keras.layers.Dense(2, name="head"),
+    ])
+    model.save(path)
+    return path
+
+
+def build_nested(path: Path) -> Path:
+    """A Sequential feature extractor used as a layer inside a functional model."""
+    keras = _tf_keras()
+    keras.utils.set_random_seed(5)
+    inner = keras.Sequential([
+        keras.layers.Dense(6, activation="relu", input_shape=(4,)),
+        keras.layers.BatchNormalization(),
+    ], name="inner")
+    image = keras.Input((4,), name="image")
+    out = keras.layers.Dense(3, activation="softmax", name="probs")(inner(image))
+    keras.Model(image, out, name="outer").save(path)
+    return path
+
+
+BUILDERS = {
+    "dense": build_dense,
+    "multi_io": build_multi_io,
+    "conv_bn": build_conv_bn,
+    "stacked_lstm": build_stacked_lstm,
+    "nested": build_nested,
+}
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    """A folder holding one .h5 per entry of BUILDERS, built once per test session."""
+    folder = tmp_path_factory.mktemp("models")
+    for name, build in BUILDERS.items():
+        build(folder / f"{name}.h5")
+    return folder
+
+
+@pytest.fixture
+def dense_h5(model_dir, tmp_path) -> Path:
+    """A private copy of the Sequential Dense model in this test's tmp_path."""
+    target = tmp_path / "dense.h5"
+    target.write_bytes((model_dir / "dense.h5").read_bytes())
+    return target
+
+
+def keras_predict(path: Path, inputs: list) -> list:
+    """Keras' own predictions for ``inputs``: the model loaded eagerly, as a user would."""
+    keras = _tf_keras()
+    model = keras.models.load_model(path, compile=False)
+    outputs = model.predict(inputs if len(inputs) > 1 else inputs[0], verbose=0)
+    return outputs if isinstance(outputs, list) else [outputs]
+
+
+def run_frozen(pb: Path, feeds: dict, fetches: list[str]) -> list:
+    """Load a frozen .pb with plain TensorFlow into a fresh graph and run it."""
+    import tensorflow as tf
+
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString(pb.read_bytes())
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.import_graph_def(graph_def, name="")
+    with tf.compat.v1.Session(graph=graph) as session:
+        return session.run([f"{name}:0" for name in fetches],
+                           {f"{name}:0": value for name, value in feeds.items()})
