@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from freezekeras.errors import UsageError, VerificationError
-from freezekeras.freezing import find_leftovers, freeze_graph, serialize
+from freezekeras.freezing import find_leftovers, freeze_graph, order_nodes, serialize
 from freezekeras.graphs import graph_inputs_outputs, op_histogram, read_graph_def
 from freezekeras.h5file import HDF5_SIGNATURE, ZIP_SIGNATURE, check_input_path, read_keras_file
 from freezekeras.loading import KerasSession, keras_session
@@ -69,6 +69,7 @@ def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
             graph_def = freeze_graph(keras.session, keras.graph, [spec.name for spec in outputs])
             kept = {node.name for node in graph_def.node}
             inputs = tuple(spec for spec in keras.inputs() if spec.name in kept)
+            order_nodes(graph_def, first=[s.name for s in inputs], last=[s.name for s in outputs])
         with timer.step("write"):
             out.write(serialize(graph_def, text=options.text, source=path))
         verification = None

@@ -57,6 +57,25 @@ def freeze_graph(session: Any, graph: Any, output_names: Sequence[str]) -> Any:
     return pruned
 
 
+def order_nodes(graph_def: Any, *, first: Sequence[str], last: Sequence[str]) -> None:
+    """Reorder ``graph_def``'s nodes in place: ``first`` at the start, ``last`` at the end.
+
+    Node order carries no meaning to TensorFlow, but tools that list a graph's
+    inputs and outputs (``freezekeras inspect`` among them) list them in node
+    order; this puts them in the Keras model's order.
+    """
+    head = [name.split(":")[0] for name in first]
+    tail = [name.split(":")[0] for name in last if name.split(":")[0] not in head]
+    rank = {name: i - len(head) for i, name in enumerate(head)}
+    rank.update({name: len(graph_def.node) + i for i, name in enumerate(tail)})
+    nodes = sorted(graph_def.node, key=lambda node: rank.get(node.name, 0))
+    copies = [type(node)() for node in nodes]
+    for copy, node in zip(copies, nodes):
+        copy.CopyFrom(node)
+    del graph_def.node[:]
+    graph_def.node.extend(copies)
+
+
 def find_leftovers(graph_def: Any) -> list[str]:
     """List what a serving runtime may reject in a frozen graph.
 

@@ -1,0 +1,177 @@
+"""Conversions of real tiny models: the frozen graph loads, is clean, and computes what Keras computes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import freezekeras
+from freezekeras.cli import main
+from freezekeras.freezing import find_leftovers
+from freezekeras.graphs import read_graph_def
+
+from conftest import BUILDERS, keras_predict, run_frozen
+
+FORBIDDEN_OPS = {"VarHandleOp", "VariableV2", "ReadVariableOp", "RandomUniform", "If", "StatelessIf", "Switch"}
+
+
+def _own_inputs(specs, seed=7):
+    """Inputs chosen by the test (not freezekeras' verification inputs)."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for spec in specs:
+        shape = [3 if i == 0 else (6 if dim is None else dim) for i, dim in enumerate(spec.shape)]
+        if spec.dtype.startswith("int"):
+            values.append(rng.integers(0, 7, size=shape).astype(spec.dtype))
+        else:
+            values.append(rng.normal(size=shape).astype(spec.dtype))
+    return values
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_frozen_graph_matches_keras(model_dir, tmp_path, name):
+    h5 = model_dir / f"{name}.h5"
+    result = freezekeras.convert(h5, freezekeras.ConvertOptions(output=tmp_path / f"{name}.pb"))
+
+    assert result.output == tmp_path / f"{name}.pb" and result.output.is_file()
+    assert result.verification is not None and result.verification.passed
+    assert result.verification.max_abs_diff <= 1e-5
+    graph_def = read_graph_def(result.output)
+    ops = {node.op for node in graph_def.node}
+    assert not ops & FORBIDDEN_OPS
+    assert not any(node.op.startswith("Assign") or node.device for node in graph_def.node)
+    assert not any("keras_learning_phase" in node.name for node in graph_def.node)
+    assert find_leftovers(graph_def) == [] and result.warnings == ()
+
+    inputs = _own_inputs(result.inputs)
+    expected = keras_predict(h5, inputs)
+    frozen = run_frozen(result.output, {s.name: v for s, v in zip(result.inputs, inputs)},
+                        [s.name for s in result.outputs])
+    assert len(frozen) == len(expected)
+    for want, got in zip(expected, frozen):
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+
+
+def test_names_follow_the_keras_model_order(model_dir, tmp_path):
+    result = freezekeras.convert(model_dir / "multi_io.h5", freezekeras.ConvertOptions(output=tmp_path / "m.pb"))
+    assert [(s.name, s.dtype, s.shape) for s in result.inputs] == [
+        ("features", "float32", (None, 6)), ("tokens", "int32", (None, 5))]
+    assert [(s.name, s.layer, s.shape) for s in result.outputs] == [
+        ("score/Sigmoid", "score", (None, 1)), ("classes/Softmax", "classes", (None, 4))]
+
+
+def test_batchnorm_uses_moving_statistics(model_dir, tmp_path):
+    """Inference mode: the frozen BN normalises with the moving mean/variance, not the batch's."""
+    h5 = model_dir / "conv_bn.h5"
+    result = freezekeras.convert(h5, freezekeras.ConvertOptions(output=tmp_path / "m.pb"))
+    x = np.random.default_rng(0).normal(size=(1, 12, 12, 3)).astype("float32")
+    import tf_keras
+
+    model = tf_keras.models.load_model(h5, compile=False)
+    inference = model.predict(x, verbose=0)
+    training = model(x, training=True).numpy()  # batch statistics (and updates the moving ones)
+    frozen = run_frozen(result.output, {result.inputs[0].name: x}, [result.outputs[0].name])[0]
+    np.testing.assert_allclose(frozen, inference, atol=1e-5)
+    assert np.max(np.abs(frozen - training)) > 1e-2
+
+
+def test_recurrent_graph_keeps_function_library_and_versions(model_dir, tmp_path):
+    result = freezekeras.convert(model_dir / "stacked_lstm.h5", freezekeras.ConvertOptions(output=tmp_path / "m.pb"))
+    graph_def = read_graph_def(result.output)
+    assert any(node.op in {"While", "StatelessWhile"} for node in graph_def.node)
+    assert len(graph_def.library.function) > 0
+    assert graph_def.versions.producer > 0
+
+
+def test_output_node_freezes_an_inner_node(model_dir, tmp_path):
+    h5 = model_dir / "dense.h5"
+    result = freezekeras.convert(h5, freezekeras.ConvertOptions(
+        output=tmp_path / "hidden.pb", output_nodes=("hidden/Relu",)))
+    assert [s.name for s in result.outputs] == ["hidden/Relu"]
+    assert result.verification.passed
+    import tf_keras
+
+    model = tf_keras.models.load_model(h5, compile=False)
+    x = np.random.default_rng(1).normal(size=(4, 8)).astype("float32")
+    hidden = tf_keras.Model(model.inputs, model.get_layer("hidden").output).predict(x, verbose=0)
+    got = run_frozen(result.output, {result.inputs[0].name: x}, ["hidden/Relu"])[0]
+    np.testing.assert_allclose(got, hidden, atol=1e-6)
+    assert "predictions/Softmax" not in {n.name for n in read_graph_def(result.output).node}
+
+
+def test_text_output_is_parseable_pbtxt(model_dir, tmp_path):
+    result = freezekeras.convert(model_dir / "dense.h5", freezekeras.ConvertOptions(
+        output=tmp_path / "m.pbtxt", text=True))
+    from google.protobuf import text_format
+    import tensorflow as tf
+
+    graph_def = text_format.Parse(result.output.read_text(), tf.compat.v1.GraphDef())
+    assert len(graph_def.node) == result.node_count
+    assert result.verification.passed
+
+
+def test_default_output_and_output_folder(dense_h5, tmp_path):
+    default = freezekeras.convert(dense_h5, freezekeras.ConvertOptions(verify=False))
+    assert default.output == dense_h5.with_suffix(".pb") and default.output.is_file()
+    assert default.verification is None
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    into_folder = freezekeras.convert(dense_h5, freezekeras.ConvertOptions(output=out_dir, verify=False))
+    assert into_folder.output == out_dir / "dense.pb"
+    assert sorted(p.name for p in out_dir.iterdir()) == ["dense.pb"]
+
+
+def test_steps_are_reported_in_order(dense_h5, tmp_path):
+    steps = []
+    result = freezekeras.convert(dense_h5, freezekeras.ConvertOptions(output=tmp_path / "m.pb"),
+                                 on_step=lambda step, seconds: steps.append((step, seconds)))
+    assert [step for step, _ in steps] == ["load", "freeze", "write", "verify"]
+    assert all(seconds >= 0 for _, seconds in steps)
+    assert set(result.timings) == {"load", "freeze", "write", "verify"}
+
+
+def test_cli_table_names_the_nodes(dense_h5, tmp_path):
+    out = tmp_path / "m.pb"
+    result = CliRunner().invoke(main, ["convert", str(dense_h5), "-o", str(out)])
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"wrote {out} (")
+    assert lines[2:8] == [
+        "inputs (feed):",
+        "  name          dtype    shape",
+        "  hidden_input  float32  (None, 8)",
+        "",
+        "outputs (fetch):",
+        "  name                 dtype    shape",
+    ]
+    assert lines[8] == "  predictions/Softmax  float32  (None, 3)"
+    assert lines[10].startswith("verification: passed, max |frozen - keras| = ")
+    assert result.stderr == ""
+
+
+def test_cli_json_schema(model_dir, tmp_path):
+    out = tmp_path / "m.pb"
+    result = CliRunner().invoke(main, ["convert", str(model_dir / "multi_io.h5"), "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert set(data) == {"model", "output", "inputs", "outputs", "node_count", "size_bytes",
+                         "verification", "warnings", "timings"}
+    assert data["output"] == str(out) and data["size_bytes"] == out.stat().st_size
+    assert data["inputs"] == [
+        {"name": "features", "dtype": "float32", "shape": [None, 6], "layer": "features"},
+        {"name": "tokens", "dtype": "int32", "shape": [None, 5], "layer": "tokens"},
+    ]
+    assert [o["name"] for o in data["outputs"]] == ["score/Sigmoid", "classes/Softmax"]
+    assert data["verification"]["passed"] is True
+    assert data["verification"]["input_shapes"] == {"features": [2, 6], "tokens": [2, 5]}
+    assert set(data["verification"]["per_output"]) == {"score/Sigmoid", "classes/Softmax"}
+
+
+def test_cli_no_verify_in_json(dense_h5, tmp_path):
+    result = CliRunner().invoke(main, ["convert", str(dense_h5), "-o", str(tmp_path / "m.pb"),
+                                       "--no-verify", "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["verification"] is None

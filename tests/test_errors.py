@@ -1,0 +1,628 @@
+"""Every bad input through the command line: one error line, the right exit code, nothing written.
+
+Each failing case checks the same contract (see :func:`assert_one_error_line`
+and :func:`assert_nothing_changed`): the exit code of
+:mod:`freezekeras.errors`, exactly one ``freezekeras: error:`` line on stderr
+naming the file, the problem and the next step, no traceback, nothing on
+stdout, no output or temporary file, and the input file unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import pytest
+import tensorflow as tf  # conftest has set TF_USE_LEGACY_KERAS=1; the lambdas below use `tf`
+import tf_keras
+from click.testing import CliRunner
+
+from freezekeras.cli import main
+from freezekeras.errors import (
+    EXIT_MODEL_ERROR,
+    EXIT_OK,
+    EXIT_USAGE_ERROR,
+    EXIT_VERIFICATION_FAILED,
+    GraphTooLargeError,
+)
+from freezekeras.freezing import PROTOBUF_LIMIT, serialize
+from freezekeras.h5file import find_lambda_layers
+
+PREFIX = "freezekeras: error: "
+WARNING = "freezekeras: warning: "
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def run_cli(*args: str | os.PathLike):
+    """Run ``freezekeras ARGS`` in-process; stdout and stderr stay separate."""
+    return CliRunner().invoke(main, [str(arg) for arg in args])
+
+
+def describe(result) -> str:
+    return f"exit {result.exit_code}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def snapshot(folder: Path) -> dict[str, str | None]:
+    """Every entry under ``folder``: relative path -> content hash (``None`` for folders)."""
+    return {
+        str(entry.relative_to(folder)): (sha256(entry) if entry.is_file() else None)
+        for entry in sorted(folder.rglob("*"))
+    }
+
+
+def assert_one_error_line(result, code: int, file: Path | str, *phrases: str) -> str:
+    """The exit code, and exactly one ``freezekeras: error:`` line naming ``file`` and ``phrases``."""
+    assert result.exit_code == code, describe(result)
+    assert isinstance(result.exception, SystemExit), describe(result)
+    assert "Traceback" not in result.output, describe(result)
+    assert "Traceback" not in result.stderr, describe(result)
+    assert result.stdout == "", describe(result)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, describe(result)
+    line = lines[0]
+    assert line.startswith(PREFIX), describe(result)
+    assert str(file) in line, describe(result)
+    for phrase in phrases:
+        assert phrase in line, f"{phrase!r} not in {line!r}"
+    return line
+
+
+def assert_nothing_changed(before: dict, folder: Path) -> None:
+    """No file appeared (output or ``.*.tmp``), vanished or changed under ``folder``."""
+    after = snapshot(folder)
+    assert after == before
+    assert not [name for name in after if Path(name).name.startswith(".") and name.endswith(".tmp")]
+    assert not [name for name in after if name.endswith((".pb", ".pbtxt"))]
+
+
+# --------------------------------------------------------------------------- models
+
+
+def build_small(path: Path) -> Path:
+    """The smallest useful tf_keras model: one Dense layer."""
+    tf_keras.Sequential([tf_keras.Input((3,)), tf_keras.layers.Dense(2, name="out")]).save(path)
+    return path
+
+
+def build_weights_only(path: Path) -> Path:
+    model = tf_keras.Sequential([tf_keras.Input((3,)), tf_keras.layers.Dense(2, name="out")])
+    model.save_weights(path)
+    return path
+
+
+def build_custom_layer(path: Path) -> Path:
+    class Scale(tf_keras.layers.Layer):
+        def __init__(self, factor: float = 2.0, **kwargs):
+            super().__init__(**kwargs)
+            self.factor = factor
+
+        def call(self, inputs):
+            return inputs * self.factor
+
+        def get_config(self):
+            return {**super().get_config(), "factor": self.factor}
+
+    model = tf_keras.Sequential([tf_keras.Input((3,)), Scale(name="scale"), tf_keras.layers.Dense(2)])
+    model.save(path)
+    return path
+
+
+def build_lambda(path: Path, function: Callable, name: str = "my_lambda") -> Path:
+    model = tf_keras.Sequential([
+        tf_keras.Input((3,)),
+        tf_keras.layers.Lambda(function, name=name),
+        tf_keras.layers.Dense(2, name="out"),
+    ])
+    model.save(path)
+    return path
+
+
+def build_nested_lambda(path: Path) -> Path:
+    """A Lambda inside a Sequential used as a layer of a functional model."""
+    inner = tf_keras.Sequential([
+        tf_keras.Input((3,)),
+        tf_keras.layers.Lambda(lambda x: x * 2.0, name="inner_lambda"),
+        tf_keras.layers.Dense(2),
+    ], name="inner")
+    features = tf_keras.Input((3,), name="features")
+    tf_keras.Model(features, tf_keras.layers.Dense(1, name="head")(inner(features))).save(path)
+    return path
+
+
+def copy_of(model_dir: Path, name: str, target: Path) -> Path:
+    shutil.copyfile(model_dir / name, target)
+    return target
+
+
+def set_model_config(path: Path, value: str) -> Path:
+    with h5py.File(path, "r+") as handle:
+        handle.attrs["model_config"] = value
+    return path
+
+
+@pytest.fixture(scope="module")
+def keras3_archive(tmp_path_factory) -> Path:
+    """A real Keras 3 ``.keras`` archive, built in a subprocess with Keras 3 (package ``keras``)."""
+    folder = tmp_path_factory.mktemp("keras3")
+    code = textwrap.dedent("""
+        import keras
+        keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save("m.keras")
+    """)
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "0", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    try:
+        done = subprocess.run([sys.executable, "-c", code], cwd=folder, env=env,
+                              capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"cannot build a Keras 3 archive here: {exc}")
+    archive = folder / "m.keras"
+    if done.returncode != 0 or not archive.is_file():
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        pytest.skip(f"cannot build a Keras 3 archive here (Keras 3 failed: {last})")
+    return archive
+
+
+# --------------------------------------------------------------------------- bad inputs
+
+
+@dataclass(frozen=True)
+class Case:
+    """A bad input: ``make(tmp_path, request)`` creates it and returns its path."""
+
+    make: Callable[[Path, pytest.FixtureRequest], Path]
+    code: int
+    phrases: tuple[str, ...]
+    commands: tuple[str, ...] = ("convert", "inspect")
+
+
+def _missing(tmp: Path, _request) -> Path:
+    return tmp / "missing.h5"
+
+
+def _directory(tmp: Path, _request) -> Path:
+    folder = tmp / "models"
+    folder.mkdir()
+    (folder / "inside.txt").write_text("not a model\n")
+    return folder
+
+
+def _saved_model(tmp: Path, _request) -> Path:
+    folder = tmp / "exported"
+    (folder / "variables").mkdir(parents=True)
+    (folder / "saved_model.pb").write_bytes(b"\x08\x01")
+    return folder
+
+
+def _empty(tmp: Path, _request) -> Path:
+    path = tmp / "empty.h5"
+    path.write_bytes(b"")
+    return path
+
+
+def _text(tmp: Path, _request) -> Path:
+    path = tmp / "notes.h5"
+    path.write_text("these are notes, not a model\n")
+    return path
+
+
+def _text_txt(tmp: Path, _request) -> Path:
+    path = tmp / "notes.txt"
+    path.write_text("these are notes, not a model\n")
+    return path
+
+
+def _binary(tmp: Path, _request) -> Path:
+    path = tmp / "random.h5"
+    path.write_bytes(bytes(range(256)) * 8)
+    return path
+
+
+def _signature_only(tmp: Path, _request) -> Path:
+    path = tmp / "header.h5"
+    path.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 1000)
+    return path
+
+
+def _truncated(tmp: Path, request) -> Path:
+    data = (request.getfixturevalue("model_dir") / "dense.h5").read_bytes()
+    path = tmp / "truncated.h5"
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _no_keras_metadata(tmp: Path, _request) -> Path:
+    path = tmp / "plain.h5"
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("values", data=[1.0, 2.0, 3.0])
+        handle.attrs["note"] = "plain HDF5, no Keras"
+    return path
+
+
+def _config_not_json(tmp: Path, request) -> Path:
+    path = copy_of(request.getfixturevalue("model_dir"), "dense.h5", tmp / "bad_json.h5")
+    return set_model_config(path, "{not json")
+
+
+def _config_no_class_name(tmp: Path, request) -> Path:
+    path = copy_of(request.getfixturevalue("model_dir"), "dense.h5", tmp / "no_class.h5")
+    return set_model_config(path, json.dumps({"config": {"name": "sequential", "layers": []}}))
+
+
+def _config_not_object(tmp: Path, request) -> Path:
+    path = copy_of(request.getfixturevalue("model_dir"), "dense.h5", tmp / "list_config.h5")
+    return set_model_config(path, json.dumps(["Sequential", {"layers": []}]))
+
+
+def _config_unbuildable(tmp: Path, request) -> Path:
+    path = copy_of(request.getfixturevalue("model_dir"), "dense.h5", tmp / "unbuildable.h5")
+    return set_model_config(path, json.dumps({"class_name": "Sequential", "config": 5}))
+
+
+def _weights_only(tmp: Path, _request) -> Path:
+    return build_weights_only(tmp / "weights.h5")
+
+
+def _keras3(tmp: Path, request) -> Path:
+    return Path(shutil.copyfile(request.getfixturevalue("keras3_archive"), tmp / "m.keras"))
+
+
+def _keras3_renamed(tmp: Path, request) -> Path:
+    return Path(shutil.copyfile(request.getfixturevalue("keras3_archive"), tmp / "m.h5"))
+
+
+def _custom_layer(tmp: Path, _request) -> Path:
+    return build_custom_layer(tmp / "custom.h5")
+
+
+def _empty_pb(tmp: Path, _request) -> Path:
+    path = tmp / "empty.pb"
+    path.write_bytes(b"")
+    return path
+
+
+def _garbage_pb(tmp: Path, _request) -> Path:
+    path = tmp / "garbage.pb"
+    path.write_text("hello, this is not a graph\n")
+    return path
+
+
+CASES = {
+    # 1. paths
+    "missing": Case(_missing, EXIT_USAGE_ERROR, ("no such file", "Check the path")),
+    "directory": Case(_directory, EXIT_USAGE_ERROR, ("is a directory", "Pass a Keras .h5 model file")),
+    "saved-model-folder": Case(_saved_model, EXIT_USAGE_ERROR,
+                               ("SavedModel", "model.save('model.h5')")),
+    # 2. not a (readable) Keras HDF5 file
+    "empty": Case(_empty, EXIT_MODEL_ERROR, ("the file is empty", "model.save('model.h5')")),
+    "text": Case(_text, EXIT_MODEL_ERROR, ("is not an HDF5 file", "Pass a Keras .h5 model")),
+    "text-txt-suffix": Case(_text_txt, EXIT_MODEL_ERROR, ("is not an HDF5 file", "Pass a Keras .h5 model"),
+                            ("convert",)),
+    "binary": Case(_binary, EXIT_MODEL_ERROR, ("is not an HDF5 file", "Pass a Keras .h5 model")),
+    "hdf5-signature-only": Case(_signature_only, EXIT_MODEL_ERROR,
+                                ("damaged or truncated", "Copy or download it again")),
+    "truncated": Case(_truncated, EXIT_MODEL_ERROR, ("damaged or truncated", "Copy or download it again")),
+    "no-keras-metadata": Case(_no_keras_metadata, EXIT_MODEL_ERROR,
+                              ("holds no Keras model", "no model_config", "model.save('model.h5')")),
+    "config-not-json": Case(_config_not_json, EXIT_MODEL_ERROR,
+                            ("model_config attribute is not valid JSON", "model.save('model.h5')")),
+    "config-no-class-name": Case(_config_no_class_name, EXIT_MODEL_ERROR,
+                                 ("is not a Keras model config", "class_name", "model.save('model.h5')")),
+    "config-not-object": Case(_config_not_object, EXIT_MODEL_ERROR,
+                              ("is not a Keras model config", "model.save('model.h5')")),
+    "config-unbuildable": Case(_config_unbuildable, EXIT_MODEL_ERROR,
+                               ("Keras could not build the model", "--debug")),
+    # 3. weights only
+    "weights-only": Case(_weights_only, EXIT_MODEL_ERROR,
+                         ("holds weights only", "save_weights", "load_weights", "model.save('model.h5')")),
+    # 4. Keras 3 archives, whatever their suffix
+    "keras3-archive": Case(_keras3, EXIT_MODEL_ERROR,
+                           ("Keras 3 .keras archive", "model.save('model.h5')")),
+    "keras3-archive-named-h5": Case(_keras3_renamed, EXIT_MODEL_ERROR,
+                                    ("Keras 3 .keras archive", "model.save('model.h5')")),
+    # 5. custom layers
+    "unknown-custom-layer": Case(_custom_layer, EXIT_MODEL_ERROR,
+                                 ("'Scale'", "Keras does not know", "rebuild the model with standard layers")),
+    # inspect reads frozen graphs too
+    "empty-pb": Case(_empty_pb, EXIT_MODEL_ERROR, ("the file is empty",), ("inspect",)),
+    "garbage-pb": Case(_garbage_pb, EXIT_MODEL_ERROR,
+                       ("is not a TensorFlow GraphDef", "Pass a frozen graph"), ("inspect",)),
+    "text-txt-suffix-inspect": Case(_text_txt, EXIT_MODEL_ERROR,
+                                    ("is not a TensorFlow GraphDef", "Pass a frozen graph"), ("inspect",)),
+}
+
+
+@pytest.mark.parametrize(
+    ("case", "command"),
+    [pytest.param(case, command, id=f"{command}-{name}")
+     for name, case in CASES.items() for command in case.commands],
+)
+def test_bad_input(case: Case, command: str, tmp_path: Path, request) -> None:
+    path = case.make(tmp_path, request)
+    digest = sha256(path) if path.is_file() else None
+    before = snapshot(tmp_path)
+
+    result = run_cli(command, path)
+
+    assert_one_error_line(result, case.code, path, *case.phrases)
+    assert_nothing_changed(before, tmp_path)
+    if digest is not None:
+        assert sha256(path) == digest
+
+
+def test_weights_only_file_is_really_weights_only(tmp_path: Path) -> None:
+    """The weights-only case above is what save_weights really writes: layer names, no config."""
+    path = build_weights_only(tmp_path / "weights.h5")
+    with h5py.File(path, "r") as handle:
+        assert "model_config" not in handle.attrs
+        assert "layer_names" in handle.attrs
+
+
+# --------------------------------------------------------------------------- output paths
+
+
+def _output_is_input(tmp: Path, model: Path) -> tuple[Path, Path, tuple[str, ...]]:
+    return model, model, ("the output path is the input model", "choose another path with -o")
+
+
+def _output_is_input_spelled_differently(tmp: Path, model: Path) -> tuple[Path, Path, tuple[str, ...]]:
+    (tmp / "sub").mkdir()
+    other = tmp / "sub" / ".." / model.name
+    return other, other, ("the output path is the input model", "choose another path with -o")
+
+
+def _output_folder_missing(tmp: Path, model: Path) -> tuple[Path, Path, tuple[str, ...]]:
+    target = tmp / "no_such_folder" / "model.pb"
+    return target, target, (f"the output folder {tmp / 'no_such_folder'} does not exist",
+                            "create it or choose another -o")
+
+
+def _output_parent_is_file(tmp: Path, model: Path) -> tuple[Path, Path, tuple[str, ...]]:
+    regular = tmp / "regular_file"
+    regular.write_text("I am a file\n")
+    target = regular / "model.pb"
+    return target, target, (f"the output folder {regular} is not a folder", "choose another -o")
+
+
+def _output_target_is_folder(tmp: Path, model: Path) -> tuple[Path, Path, tuple[str, ...]]:
+    """``-o out`` (a folder) where ``out/dense.pb`` is itself a folder: the rename must fail."""
+    out = tmp / "out"
+    (out / f"{model.stem}.pb").mkdir(parents=True)
+    return out, out / f"{model.stem}.pb", ("cannot replace the file", "choose another -o")
+
+
+OUTPUT_CASES = {
+    "output-is-input": _output_is_input,
+    "output-is-input-via-dotdot": _output_is_input_spelled_differently,
+    "output-folder-missing": _output_folder_missing,
+    "output-parent-is-a-file": _output_parent_is_file,
+    "output-target-is-a-folder": _output_target_is_folder,
+}
+
+
+@pytest.mark.parametrize("make", OUTPUT_CASES.values(), ids=OUTPUT_CASES.keys())
+def test_bad_output_path(make, dense_h5: Path, tmp_path: Path) -> None:
+    option, named, phrases = make(tmp_path, dense_h5)
+    digest = sha256(dense_h5)
+    before = snapshot(tmp_path)
+
+    result = run_cli("convert", dense_h5, "-o", option)
+
+    assert_one_error_line(result, EXIT_USAGE_ERROR, named, *phrases)
+    assert_nothing_changed(before, tmp_path)
+    assert sha256(dense_h5) == digest
+
+
+# --------------------------------------------------------------------------- output nodes
+
+
+@pytest.mark.parametrize(
+    ("node", "phrases"),
+    [
+        pytest.param("does_not_exist", ("--output-node does_not_exist is not in the model's graph",),
+                     id="unknown"),
+        pytest.param("predictions/Softmx", ("Did you mean predictions/Softmax",), id="typo"),
+        pytest.param("predictions/Softmax:7", ("--output-node predictions/Softmax:7 is not",),
+                     id="output-index-out-of-range"),
+        pytest.param("predictions/Softmax:x", ("--output-node predictions/Softmax:x is not",),
+                     id="output-index-not-a-number"),
+    ],
+)
+def test_unknown_output_node(node: str, phrases: tuple[str, ...], dense_h5: Path, tmp_path: Path) -> None:
+    digest = sha256(dense_h5)
+    before = snapshot(tmp_path)
+
+    result = run_cli("convert", dense_h5, "--output-node", node)
+
+    assert_one_error_line(result, EXIT_USAGE_ERROR, dense_h5, *phrases,
+                          f"Run 'freezekeras inspect {dense_h5}'")
+    assert_nothing_changed(before, tmp_path)
+    assert sha256(dense_h5) == digest
+
+
+# --------------------------------------------------------------------------- Lambda layers
+
+
+@pytest.fixture
+def marker_model(tmp_path: Path) -> tuple[Path, Path]:
+    """A model whose Lambda layer, when its bytecode runs, creates a marker file.
+
+    Returns ``(model, marker)``; the marker is removed again after saving.
+    """
+    marker = tmp_path / "lambda_ran.marker"
+    MARKER = str(marker)  # noqa: N806  (a closure cell, serialized with the bytecode)
+    path = build_lambda(tmp_path / "marker.h5", lambda x: (open(MARKER, "w").close(), x)[1],
+                        name="marker_lambda")
+    assert marker.exists(), "building the model must have run the lambda once"
+    marker.unlink()
+    with h5py.File(path, "r") as handle:  # really serialized as marshalled bytecode
+        layer = json.loads(handle.attrs["model_config"])["config"]["layers"][-2]
+    assert layer["class_name"] == "Lambda"
+    assert layer["config"]["function_type"] == "lambda"
+    return path, marker
+
+
+@pytest.mark.parametrize("command", ["convert", "inspect"])
+def test_lambda_refused_without_allow_lambda(command: str, marker_model, tmp_path: Path) -> None:
+    path, marker = marker_model
+    digest = sha256(path)
+    before = snapshot(tmp_path)
+
+    result = run_cli(command, path)
+
+    assert_one_error_line(result, EXIT_MODEL_ERROR, path,
+                          "Lambda layers (marker_lambda)", "If you trust this file, pass --allow-lambda")
+    assert not marker.exists(), "the Lambda's bytecode ran although --allow-lambda was not given"
+    assert_nothing_changed(before, tmp_path)
+    assert sha256(path) == digest
+
+
+def test_marker_lambda_does_run_with_allow_lambda(marker_model) -> None:
+    """The control for the test above: loading with --allow-lambda does run the bytecode."""
+    path, marker = marker_model
+
+    result = run_cli("inspect", path, "--allow-lambda")
+
+    assert result.exit_code == EXIT_OK, describe(result)
+    assert marker.exists()
+
+
+def test_find_lambda_layers_finds_nested_lambda(tmp_path: Path) -> None:
+    path = build_nested_lambda(tmp_path / "nested_lambda.h5")
+    with h5py.File(path, "r") as handle:
+        config = json.loads(handle.attrs["model_config"])
+    assert list(find_lambda_layers(config)) == ["inner_lambda"]
+
+
+@pytest.mark.parametrize("command", ["convert", "inspect"])
+def test_nested_lambda_refused(command: str, tmp_path: Path) -> None:
+    path = build_nested_lambda(tmp_path / "nested_lambda.h5")
+    digest = sha256(path)
+    before = snapshot(tmp_path)
+
+    result = run_cli(command, path)
+
+    assert_one_error_line(result, EXIT_MODEL_ERROR, path, "Lambda layers (inner_lambda)", "--allow-lambda")
+    assert_nothing_changed(before, tmp_path)
+    assert sha256(path) == digest
+
+
+def test_harmless_lambda_converts_with_allow_lambda(tmp_path: Path) -> None:
+    path = build_lambda(tmp_path / "double.h5", lambda x: x * 2.0, name="double")
+
+    result = run_cli("convert", path, "--allow-lambda")
+
+    assert result.exit_code == EXIT_OK, describe(result)
+    assert "Traceback" not in result.stderr
+    assert not [line for line in result.stderr.splitlines() if line.startswith(PREFIX)]
+    assert (tmp_path / "double.pb").is_file()
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+# --------------------------------------------------------------------------- verification
+
+
+@pytest.fixture
+def random_lambda_h5(tmp_path: Path) -> Path:
+    """A model that adds fresh uniform noise: Keras and the frozen graph draw different numbers."""
+    return build_lambda(tmp_path / "noisy.h5", lambda x: x + tf.random.uniform(tf.shape(x)), name="noise")
+
+
+def test_verification_failure_writes_nothing(random_lambda_h5: Path, tmp_path: Path) -> None:
+    digest = sha256(random_lambda_h5)
+    before = snapshot(tmp_path)
+
+    result = run_cli("convert", random_lambda_h5, "--allow-lambda")
+
+    assert_one_error_line(result, EXIT_VERIFICATION_FAILED, random_lambda_h5,
+                          "outputs differ from Keras'", "nothing was written", "--no-verify", "--atol")
+    assert_nothing_changed(before, tmp_path)
+    assert sha256(random_lambda_h5) == digest
+
+
+def test_no_verify_keeps_graph_and_warns_of_random_op(random_lambda_h5: Path, tmp_path: Path) -> None:
+    result = run_cli("convert", random_lambda_h5, "--allow-lambda", "--no-verify")
+
+    output = tmp_path / "noisy.pb"
+    assert result.exit_code == EXIT_OK, describe(result)
+    assert output.is_file()
+    assert not list(tmp_path.glob(".*.tmp"))
+    assert "Traceback" not in result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith(WARNING)]
+    assert warnings, describe(result)
+    assert any("random op (Dropout?)" in line and "RandomUniform" in line and str(output) in line
+               for line in warnings), describe(result)
+    assert not [line for line in result.stderr.splitlines() if line.startswith(PREFIX)]
+
+
+# --------------------------------------------------------------------------- --debug
+
+
+@pytest.mark.parametrize(
+    ("make", "code"),
+    [
+        pytest.param(_missing, EXIT_USAGE_ERROR, id="missing"),
+        pytest.param(_text, EXIT_MODEL_ERROR, id="not-hdf5"),
+        pytest.param(_weights_only, EXIT_MODEL_ERROR, id="weights-only"),
+    ],
+)
+@pytest.mark.parametrize("command", ["convert", "inspect"])
+def test_debug_shows_traceback_with_same_exit_code(make, code: int, command: str, tmp_path: Path,
+                                                   request) -> None:
+    path = make(tmp_path, request)
+    before = snapshot(tmp_path)
+
+    quiet = run_cli(command, path)
+    loud = run_cli(command, path, "--debug")
+
+    assert quiet.exit_code == loud.exit_code == code, describe(loud)
+    assert "Traceback" in loud.stderr, describe(loud)
+    assert "Traceback" not in quiet.stderr
+    assert loud.stdout == ""
+    last = loud.stderr.splitlines()[-1]
+    assert last == quiet.stderr.strip()
+    assert last.startswith(PREFIX) and str(path) in last
+    assert_nothing_changed(before, tmp_path)
+
+
+# --------------------------------------------------------------------------- 2 GiB limit
+
+
+def test_serialize_refuses_graphs_at_protobuf_limit() -> None:
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.constant([1.0, 2.0, 3.0], name="three")
+    graph_def = graph.as_graph_def()
+    assert graph_def.ByteSize() > 10
+
+    with pytest.raises(GraphTooLargeError) as caught:
+        serialize(graph_def, text=False, source=Path("m.h5"), limit=10)
+
+    message = str(caught.value)
+    assert message.startswith("m.h5: ")
+    assert "2 GiB" in message
+    assert "SavedModel" in message
+    assert "\n" not in message
+    assert caught.value.exit_code == EXIT_MODEL_ERROR
+    # Under the limit the same graph serializes.
+    assert serialize(graph_def, text=False, source=Path("m.h5")) == graph_def.SerializeToString()
+
+
+def test_serialize_limit_defaults_to_two_gib() -> None:
+    import inspect
+
+    assert PROTOBUF_LIMIT == 2**31
+    assert inspect.signature(serialize).parameters["limit"].default == 2**31
