@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from freezekeras.errors import UsageError, VerificationError
+from freezekeras.errors import ConversionError, UsageError, VerificationError
 from freezekeras.freezing import find_leftovers, freeze_graph, order_nodes, serialize
 from freezekeras.graphs import graph_inputs_outputs, op_histogram, read_graph_def
 from freezekeras.h5file import HDF5_SIGNATURE, ZIP_SIGNATURE, check_input_path, read_keras_file
@@ -75,7 +75,7 @@ def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
         verification = None
         if options.verify:
             with timer.step("verify"):
-                verification = _verify(keras, out.temporary, inputs, outputs, options)
+                verification = _verify(keras, out.temporary, inputs, outputs, options, path)
             if not verification.passed:
                 raise _verification_error(path, verification)
         out.commit()
@@ -148,7 +148,10 @@ def _select_outputs(keras: KerasSession, names: tuple[str, ...], path: Path) -> 
         op_name, _, index = name.partition(":")
         try:
             op = keras.graph.get_operation_by_name(op_name)
-            tensor = op.outputs[int(index or 0)]
+            position = int(index or 0)
+            if position < 0:
+                raise IndexError(position)
+            tensor = op.outputs[position]
         except (KeyError, ValueError, IndexError):
             raise _unknown_node_error(keras, name, path) from None
         dims = None if tensor.shape.rank is None else tuple(tensor.shape.as_list())
@@ -157,23 +160,40 @@ def _select_outputs(keras: KerasSession, names: tuple[str, ...], path: Path) -> 
 
 
 def _unknown_node_error(keras: KerasSession, name: str, path: Path) -> UsageError:
-    all_names = [op.name for op in keras.graph.get_operations()]
-    close = difflib.get_close_matches(name, all_names, n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    layer_output = _layer_output_node(keras.model, name)
+    if layer_output:
+        hint = f" That is a Keras layer name; its output node is {layer_output}."
+    else:
+        all_names = [op.name for op in keras.graph.get_operations()]
+        close = difflib.get_close_matches(name, all_names, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
     return UsageError(
         f"{path}: --output-node {name} is not in the model's graph.{hint} "
         f"Run 'freezekeras inspect {path}' to list the output nodes."
     )
 
 
-def _verify(keras: KerasSession, written: Path, inputs, outputs, options: ConvertOptions):
+def _layer_output_node(model: Any, name: str) -> str | None:
+    try:
+        output = model.get_layer(name).output
+    except (ValueError, AttributeError):  # no such layer, or a layer used more than once
+        return None
+    tensor = output[0] if isinstance(output, (list, tuple)) else output
+    return tensor.op.name
+
+
+def _verify(keras: KerasSession, written: Path, inputs, outputs, options: ConvertOptions,
+            path: Path):
     graph_def = read_graph_def(written)
     fetches = [spec.name if ":" in spec.name else spec.name + ":0" for spec in outputs]
-    return verify(
-        graph_def, inputs, outputs,
-        reference=lambda feeds: keras.run(fetches, feeds),
-        seed=options.seed, int_high=_embedding_limit(keras.model), atol=options.atol,
-    )
+    try:
+        return verify(
+            graph_def, inputs, outputs,
+            reference=lambda feeds: keras.run(fetches, feeds),
+            seed=options.seed, int_high=_embedding_limit(keras.model), atol=options.atol,
+        )
+    except ConversionError as exc:
+        raise ConversionError(f"{path}: {exc}") from exc
 
 
 def _verification_error(path: Path, verification) -> VerificationError:

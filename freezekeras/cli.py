@@ -15,9 +15,10 @@ from pathlib import Path
 import click
 
 from freezekeras import __version__
-from freezekeras.errors import EXIT_MODEL_ERROR, FreezeKerasError
+from freezekeras.errors import EXIT_MODEL_ERROR, EXIT_OK, EXIT_USAGE_ERROR, FreezeKerasError
 
 DEPENDENCIES = ("tensorflow", "tf-keras", "h5py", "protobuf")
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # Click 8.2+
 
 
 def _versions() -> str:
@@ -71,7 +72,30 @@ lambda_option = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """A group whose usage errors are one ``freezekeras: error:`` line, exit code 2."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _NO_ARGS_IS_HELP as exc:  # bare "freezekeras": the help text, as Click shows it
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            where = f" Run '{exc.ctx.command_path} --help' for usage." if exc.ctx else ""
+            _fail(f"{exc.format_message()}{where}", EXIT_USAGE_ERROR)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("freezekeras: aborted", err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+@click.group(name="freezekeras", cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
               help="Show the versions of freezekeras, TensorFlow, tf-keras, h5py and protobuf.")
 def main() -> None:

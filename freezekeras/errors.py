@@ -99,13 +99,12 @@ class GraphTooLargeError(ConversionError):
 class VerificationError(FreezeKerasError):
     """Raised when the frozen graph's outputs differ from the Keras model's.
 
-    Carries the :class:`~freezekeras.verification.Verification` result so a
-    caller can report the difference; the output file has been written.
+    Carries the :class:`~freezekeras.results.Verification` result so a
+    caller can report the difference; nothing has been written.
     """
 
     exit_code = EXIT_VERIFICATION_FAILED
 
-    def __init__(self, message: str, verification=None, result=None):
+    def __init__(self, message: str, verification=None):
         super().__init__(message)
         self.verification = verification
-        self.result = result

@@ -50,8 +50,9 @@ def read_graph_def(path: Path, *, verbose: bool = False) -> Any:
 def graph_inputs_outputs(graph_def: Any) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
     """Find a frozen graph's inputs (placeholders) and outputs (nodes nothing consumes).
 
-    Constants, no-ops and placeholders are never outputs. Dtypes and shapes
-    come from importing the graph into TensorFlow.
+    Constants, no-ops and placeholders are never outputs. Every output of an
+    unconsumed node is listed (``op``, ``op:1``, ...). Dtypes and shapes come
+    from importing the graph into TensorFlow.
 
     Returns:
         ``(inputs, outputs)``, each in the graph's node order.
@@ -65,10 +66,12 @@ def graph_inputs_outputs(graph_def: Any) -> tuple[tuple[TensorSpec, ...], tuple[
     graph = tf.Graph()
     with graph.as_default():
         tf.import_graph_def(graph_def, name="")
-    return (
-        tuple(_tensor_spec(graph, name) for name in input_names),
-        tuple(_tensor_spec(graph, name) for name in output_names),
-    )
+    outputs = [
+        _tensor_spec(graph, name, index)
+        for name in output_names
+        for index in range(max(1, len(graph.get_operation_by_name(name).outputs)))
+    ]
+    return tuple(_tensor_spec(graph, name) for name in input_names), tuple(outputs)
 
 
 def op_histogram(graph_def: Any) -> dict[str, int]:
@@ -76,14 +79,14 @@ def op_histogram(graph_def: Any) -> dict[str, int]:
     return dict(Counter(node.op for node in graph_def.node).most_common())
 
 
-def _tensor_spec(graph: Any, name: str) -> TensorSpec:
+def _tensor_spec(graph: Any, name: str, index: int = 0) -> TensorSpec:
     op = graph.get_operation_by_name(name)
     if not op.outputs:
         return TensorSpec(name=name, dtype="none", shape=None)
-    tensor = op.outputs[0]
+    tensor = op.outputs[index]
     shape = tensor.shape
     dims = None if shape.rank is None else tuple(shape.as_list())
-    return TensorSpec(name=name, dtype=tensor.dtype.name, shape=dims)
+    return TensorSpec(name=name if index == 0 else f"{name}:{index}", dtype=tensor.dtype.name, shape=dims)
 
 
 def _looks_like_text(data: bytes) -> bool:

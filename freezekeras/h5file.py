@@ -22,6 +22,11 @@ from freezekeras.errors import (
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 ZIP_SIGNATURE = b"PK\x03\x04"
 RESAVE_HINT = "save the model with model.save('model.h5') in Keras and convert that file"
+KERAS3_HINT = (
+    "freezekeras reads Keras 2 (tf-keras) .h5 models, not Keras 3 ones: build the model with "
+    "tf_keras (pip install tf-keras), load or retrain its weights, save it with "
+    "model.save('model.h5') and convert that file."
+)
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,8 @@ def read_keras_file(path: Path) -> KerasFileInfo:
         config = _parse_config(path, raw_config)
         keras_version = _text(attrs.get("keras_version"))
         backend = _text(attrs.get("backend"))
+    if keras_version and keras_version.startswith("3."):
+        raise ModelFileError(f"{path}: was saved by Keras {keras_version}. {KERAS3_HINT}")
     return KerasFileInfo(
         path=path,
         model_config=config,
@@ -134,10 +141,7 @@ def _check_signature(path: Path) -> None:
     with open(path, "rb") as stream:
         head = stream.read(8)
     if head.startswith(ZIP_SIGNATURE):
-        raise ModelFileError(
-            f"{path}: is a Keras 3 .keras archive, which freezekeras does not read. "
-            "In Keras 3, save the model as HDF5 with model.save('model.h5') and convert that file."
-        )
+        raise ModelFileError(f"{path}: is a Keras 3 .keras archive. {KERAS3_HINT}")
     if not _has_hdf5_signature(path, size):
         raise ModelFileError(f"{path}: is not an HDF5 file. Pass a Keras .h5 model; {RESAVE_HINT}.")
 
@@ -186,7 +190,7 @@ def _text(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, bytes):
-        return value.decode("utf-8")
+        return value.decode("utf-8", errors="replace")
     if hasattr(value, "item") and not isinstance(value, str):
         return _text(value.item())
     return str(value)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterator
 
 from freezekeras.errors import ConversionError, UnknownObjectError
@@ -84,17 +83,30 @@ def keras_session(info: KerasFileInfo, *, allow_lambda: bool = False,
         try:
             with session.as_default():
                 tf_keras.backend.set_learning_phase(0)
-                model = _load_model(tf_keras, info.path)
+                model = _load_model(tf_keras, info)
                 yield KerasSession(model=model, graph=graph, session=session)
         finally:
             session.close()
 
 
-def _load_model(tf_keras, path: Path):
+def _load_model(tf_keras, info: KerasFileInfo):
+    path = info.path
     try:
         return tf_keras.models.load_model(str(path), compile=False)
     except Exception as exc:  # Keras raises many types for a model it cannot build
         message = _first_line(exc)
+        if (info.keras_version or "").startswith("1."):
+            raise ConversionError(
+                f"{path}: was saved by Keras {info.keras_version}, whose layer configs tf-keras "
+                f"cannot rebuild ({type(exc).__name__}). Keras 1 support is planned; until then, "
+                "load the model in Keras 2.0-2.3 and save it again with model.save()."
+            ) from exc
+        if info.lambda_layers and _is_marshal_error(exc):
+            raise ConversionError(
+                f"{path}: the bytecode of Lambda layers ({', '.join(info.lambda_layers)}) was written "
+                f"by another Python version and cannot be loaded here ({type(exc).__name__}: {message}). "
+                "Rebuild the model with the same Lambda functions in this Python and save it again."
+            ) from exc
         unknown = _UNKNOWN_OBJECT.search(str(exc))
         if unknown:
             kind, name = unknown.groups()
@@ -107,6 +119,10 @@ def _load_model(tf_keras, path: Path):
             f"{path}: Keras could not build the model ({type(exc).__name__}: {message}). "
             "Check that the file loads with tf_keras.models.load_model, or rerun with --debug."
         ) from exc
+
+
+def _is_marshal_error(exc: BaseException) -> bool:
+    return isinstance(exc, EOFError) or "marshal" in str(exc) or "bad magic" in str(exc)
 
 
 def _spec(tensor, layer_name: str) -> TensorSpec:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from freezekeras.errors import ConversionError
 from freezekeras.results import TensorSpec, Verification
 from freezekeras.tfimport import import_tensorflow
 
@@ -22,6 +23,9 @@ def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, int_high: int =
     Floats are uniform in [-1, 1); integers uniform in [0, ``int_high``);
     booleans fair coin flips. An unknown first dimension becomes
     :data:`BATCH_SIZE`, any other unknown one :data:`FREE_DIM_SIZE`.
+
+    Raises:
+        ConversionError: An input has a dtype with no random values (strings).
     """
     import numpy as np
 
@@ -29,7 +33,12 @@ def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, int_high: int =
     feeds = {}
     for spec in specs:
         shape = tuple(_concrete(dim, i) for i, dim in enumerate(spec.shape or ()))
-        dtype = np.dtype(spec.dtype)
+        dtype = _numpy_dtype(spec.dtype)
+        if dtype is None:
+            raise ConversionError(
+                f"cannot verify: no random inputs of dtype {spec.dtype} for input {spec.name}; "
+                "pass --no-verify to convert without checking."
+            )
         if dtype.kind == "f":
             value = rng.uniform(-1.0, 1.0, size=shape)
         elif dtype.kind in "iu":
@@ -37,7 +46,7 @@ def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, int_high: int =
         elif dtype.kind == "b":
             value = rng.integers(0, 2, size=shape).astype(bool)
         else:
-            raise ValueError(f"cannot make random inputs of dtype {spec.dtype}")
+            value = rng.integers(0, int_high, size=shape)  # e.g. complex: small whole numbers
         feeds[_tensor_name(spec.name)] = value.astype(dtype)
     return feeds
 
@@ -126,6 +135,15 @@ def verify(graph_def: Any, inputs: Sequence[TensorSpec], outputs: Sequence[Tenso
     actual = run_graph_def(graph_def, feeds, names)
     shapes = {name.split(":")[0]: tuple(value.shape) for name, value in feeds.items()}
     return compare(names, expected, actual, atol=atol, input_shapes=shapes)
+
+
+def _numpy_dtype(name: str):
+    import numpy as np
+
+    try:
+        return np.dtype(name)
+    except TypeError:  # string, resource, variant, bfloat16...
+        return None
 
 
 def _concrete(dim: int | None, index: int) -> int:

@@ -137,6 +137,25 @@ def keras_predict(path: Path, inputs: list) -> list:
     return outputs if isinstance(outputs, list) else [outputs]
 
 
+def own_inputs(specs, *, seed: int, batch: int = 3, free_dim: int = 24, int_high: int = 2) -> list:
+    """Inputs a test chooses itself (not freezekeras' verification inputs).
+
+    Normal floats; integers below ``int_high`` (valid for any Embedding);
+    unknown batch dimension ``batch``, other unknown dimensions ``free_dim``.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    values = []
+    for spec in specs:
+        shape = [dim if dim is not None else (batch if i == 0 else free_dim) for i, dim in enumerate(spec.shape)]
+        if spec.dtype.startswith(("int", "uint")):
+            values.append(rng.integers(0, int_high, size=shape).astype(spec.dtype))
+        else:
+            values.append(rng.normal(size=shape).astype(spec.dtype))
+    return values
+
+
 def run_frozen(pb: Path, feeds: dict, fetches: list[str]) -> list:
     """Load a frozen .pb with plain TensorFlow into a fresh graph and run it."""
     import tensorflow as tf
@@ -147,5 +166,9 @@ def run_frozen(pb: Path, feeds: dict, fetches: list[str]) -> list:
     with graph.as_default():
         tf.import_graph_def(graph_def, name="")
     with tf.compat.v1.Session(graph=graph) as session:
-        return session.run([f"{name}:0" for name in fetches],
-                           {f"{name}:0": value for name, value in feeds.items()})
+        return session.run([_tensor(name) for name in fetches],
+                           {_tensor(name): value for name, value in feeds.items()})
+
+
+def _tensor(name: str) -> str:
+    return name if ":" in name else f"{name}:0"

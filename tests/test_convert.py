@@ -13,22 +13,9 @@ from freezekeras.cli import main
 from freezekeras.freezing import find_leftovers
 from freezekeras.graphs import read_graph_def
 
-from conftest import BUILDERS, keras_predict, run_frozen
+from conftest import BUILDERS, keras_predict, own_inputs, run_frozen
 
 FORBIDDEN_OPS = {"VarHandleOp", "VariableV2", "ReadVariableOp", "RandomUniform", "If", "StatelessIf", "Switch"}
-
-
-def _own_inputs(specs, seed=7):
-    """Inputs chosen by the test (not freezekeras' verification inputs)."""
-    rng = np.random.default_rng(seed)
-    values = []
-    for spec in specs:
-        shape = [3 if i == 0 else (6 if dim is None else dim) for i, dim in enumerate(spec.shape)]
-        if spec.dtype.startswith("int"):
-            values.append(rng.integers(0, 7, size=shape).astype(spec.dtype))
-        else:
-            values.append(rng.normal(size=shape).astype(spec.dtype))
-    return values
 
 
 @pytest.mark.parametrize("name", sorted(BUILDERS))
@@ -46,7 +33,7 @@ def test_frozen_graph_matches_keras(model_dir, tmp_path, name):
     assert not any("keras_learning_phase" in node.name for node in graph_def.node)
     assert find_leftovers(graph_def) == [] and result.warnings == ()
 
-    inputs = _own_inputs(result.inputs)
+    inputs = own_inputs(result.inputs, seed=7, free_dim=6, int_high=7)
     expected = keras_predict(h5, inputs)
     frozen = run_frozen(result.output, {s.name: v for s, v in zip(result.inputs, inputs)},
                         [s.name for s in result.outputs])

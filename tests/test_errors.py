@@ -85,9 +85,9 @@ def assert_one_error_line(result, code: int, file: Path | str, *phrases: str) ->
 def assert_nothing_changed(before: dict, folder: Path) -> None:
     """No file appeared (output or ``.*.tmp``), vanished or changed under ``folder``."""
     after = snapshot(folder)
+    assert sorted(set(after) - set(before)) == [], "files appeared"
     assert after == before
     assert not [name for name in after if Path(name).name.startswith(".") and name.endswith(".tmp")]
-    assert not [name for name in after if name.endswith((".pb", ".pbtxt"))]
 
 
 # --------------------------------------------------------------------------- models
@@ -294,6 +294,16 @@ def _empty_pb(tmp: Path, _request) -> Path:
     return path
 
 
+def _frozen_graph(tmp: Path, _request) -> Path:
+    """A real GraphDef, given to ``convert`` (whose default output path would be the input itself)."""
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.constant([1.0, 2.0], name="values")
+    path = tmp / "graph.pb"
+    path.write_bytes(graph.as_graph_def().SerializeToString())
+    return path
+
+
 def _garbage_pb(tmp: Path, _request) -> Path:
     path = tmp / "garbage.pb"
     path.write_text("hello, this is not a graph\n")
@@ -309,7 +319,7 @@ CASES = {
     # 2. not a (readable) Keras HDF5 file
     "empty": Case(_empty, EXIT_MODEL_ERROR, ("the file is empty", "model.save('model.h5')")),
     "text": Case(_text, EXIT_MODEL_ERROR, ("is not an HDF5 file", "Pass a Keras .h5 model")),
-    "text-txt-suffix": Case(_text_txt, EXIT_MODEL_ERROR, ("is not an HDF5 file", "Pass a Keras .h5 model"),
+    "txt-file": Case(_text_txt, EXIT_MODEL_ERROR, ("is not an HDF5 file", "Pass a Keras .h5 model"),
                             ("convert",)),
     "binary": Case(_binary, EXIT_MODEL_ERROR, ("is not an HDF5 file", "Pass a Keras .h5 model")),
     "hdf5-signature-only": Case(_signature_only, EXIT_MODEL_ERROR,
@@ -335,12 +345,16 @@ CASES = {
                                     ("Keras 3 .keras archive", "model.save('model.h5')")),
     # 5. custom layers
     "unknown-custom-layer": Case(_custom_layer, EXIT_MODEL_ERROR,
-                                 ("'Scale'", "Keras does not know", "rebuild the model with standard layers")),
+                                 ("'Scale'", "Keras does not know",
+                                  "rebuild the model with standard layers")),
+    # a frozen graph is no input for convert (its default output path would be the input itself)
+    "frozen-graph-given-to-convert": Case(_frozen_graph, EXIT_MODEL_ERROR,
+                                          ("is not an HDF5 file", "Pass a Keras .h5 model"), ("convert",)),
     # inspect reads frozen graphs too
     "empty-pb": Case(_empty_pb, EXIT_MODEL_ERROR, ("the file is empty",), ("inspect",)),
     "garbage-pb": Case(_garbage_pb, EXIT_MODEL_ERROR,
                        ("is not a TensorFlow GraphDef", "Pass a frozen graph"), ("inspect",)),
-    "text-txt-suffix-inspect": Case(_text_txt, EXIT_MODEL_ERROR,
+    "txt-file-read-as-graph": Case(_text_txt, EXIT_MODEL_ERROR,
                                     ("is not a TensorFlow GraphDef", "Pass a frozen graph"), ("inspect",)),
 }
 
@@ -361,6 +375,35 @@ def test_bad_input(case: Case, command: str, tmp_path: Path, request) -> None:
     assert_nothing_changed(before, tmp_path)
     if digest is not None:
         assert sha256(path) == digest
+
+
+@pytest.mark.parametrize("attribute", ["keras_version", "backend"])
+@pytest.mark.parametrize("command", ["convert", "inspect"])
+def test_undecodable_metadata_attribute(attribute: str, command: str, dense_h5: Path,
+                                        tmp_path: Path) -> None:
+    """A damaged informational attribute (bytes that are not UTF-8) is no crash.
+
+    Either the model converts anyway (the attribute is only informational) or
+    the file is refused like any damaged file: exit 1, one line naming it. An
+    "unexpected UnicodeDecodeError ... report it" that does not name the file
+    is neither.
+    """
+    import numpy as np
+
+    with h5py.File(dense_h5, "r+") as handle:
+        handle.attrs[attribute] = np.void(b"\xff\xfe2.21")
+    digest = sha256(dense_h5)
+    before = snapshot(tmp_path)
+
+    result = run_cli(command, dense_h5)
+
+    assert "Traceback" not in result.output
+    if result.exit_code == EXIT_OK:
+        return
+    line = assert_one_error_line(result, EXIT_MODEL_ERROR, dense_h5)
+    assert "unexpected" not in line
+    assert_nothing_changed(before, tmp_path)
+    assert sha256(dense_h5) == digest
 
 
 def test_weights_only_file_is_really_weights_only(tmp_path: Path) -> None:
@@ -437,6 +480,8 @@ def test_bad_output_path(make, dense_h5: Path, tmp_path: Path) -> None:
         pytest.param("predictions/Softmx", ("Did you mean predictions/Softmax",), id="typo"),
         pytest.param("predictions/Softmax:7", ("--output-node predictions/Softmax:7 is not",),
                      id="output-index-out-of-range"),
+        pytest.param("predictions/Softmax:-1", ("--output-node predictions/Softmax:-1 is not",),
+                     id="negative-output-index"),
         pytest.param("predictions/Softmax:x", ("--output-node predictions/Softmax:x is not",),
                      id="output-index-not-a-number"),
     ],
@@ -449,6 +494,37 @@ def test_unknown_output_node(node: str, phrases: tuple[str, ...], dense_h5: Path
 
     assert_one_error_line(result, EXIT_USAGE_ERROR, dense_h5, *phrases,
                           f"Run 'freezekeras inspect {dense_h5}'")
+    assert_nothing_changed(before, tmp_path)
+    assert sha256(dense_h5) == digest
+
+
+# --------------------------------------------------------------------------- option parsing
+
+
+@pytest.mark.parametrize(
+    ("args", "phrase"),
+    [
+        pytest.param(("convert", "{model}", "--atol", "-1"), "'--atol'", id="negative-atol"),
+        pytest.param(("convert", "{model}", "--seed", "abc"), "'--seed'", id="seed-not-int"),
+        pytest.param(("convert", "{model}", "--bogus"), "--bogus", id="unknown-option"),
+        pytest.param(("inspect", "{model}", "--text"), "--text", id="convert-option-on-inspect"),
+        pytest.param(("convert",), "MODEL", id="missing-argument"),
+    ],
+)
+def test_option_errors_are_usage_errors(args: tuple[str, ...], phrase: str, dense_h5: Path,
+                                        tmp_path: Path) -> None:
+    """Click parses these before freezekeras runs: one line, exit 2, no traceback, nothing written."""
+    digest = sha256(dense_h5)
+    before = snapshot(tmp_path)
+
+    result = run_cli(*(arg.format(model=dense_h5) for arg in args))
+
+    assert result.exit_code == EXIT_USAGE_ERROR, describe(result)
+    assert result.stdout == ""
+    assert "Traceback" not in result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("freezekeras: error: "), describe(result)
+    assert phrase in lines[0] and f"Run 'freezekeras {args[0]} --help' for usage." in lines[0]
     assert_nothing_changed(before, tmp_path)
     assert sha256(dense_h5) == digest
 
@@ -500,11 +576,29 @@ def test_marker_lambda_does_run_with_allow_lambda(marker_model) -> None:
     assert marker.exists()
 
 
+def model_config(path: Path) -> dict:
+    with h5py.File(path, "r") as handle:
+        return json.loads(handle.attrs["model_config"])
+
+
 def test_find_lambda_layers_finds_nested_lambda(tmp_path: Path) -> None:
     path = build_nested_lambda(tmp_path / "nested_lambda.h5")
-    with h5py.File(path, "r") as handle:
-        config = json.loads(handle.attrs["model_config"])
-    assert list(find_lambda_layers(config)) == ["inner_lambda"]
+    assert list(find_lambda_layers(model_config(path))) == ["inner_lambda"]
+
+
+def test_find_lambda_layers_finds_wrapped_lambda(tmp_path: Path) -> None:
+    path = tmp_path / "wrapped_lambda.h5"
+    tf_keras.Sequential([
+        tf_keras.Input((4, 3)),
+        tf_keras.layers.TimeDistributed(tf_keras.layers.Lambda(lambda x: x + 1.0, name="step_lambda"),
+                                        name="per_step"),
+    ]).save(path)
+    assert list(find_lambda_layers(model_config(path))) == ["step_lambda"]
+
+
+def test_find_lambda_layers_without_lambda(model_dir: Path) -> None:
+    for name in ("dense.h5", "nested.h5", "stacked_lstm.h5"):
+        assert list(find_lambda_layers(model_config(model_dir / name))) == []
 
 
 @pytest.mark.parametrize("command", ["convert", "inspect"])

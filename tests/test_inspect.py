@@ -96,3 +96,18 @@ def test_importing_freezekeras_does_not_import_tensorflow():
     code = "import sys, freezekeras, freezekeras.cli; print('tensorflow' in sys.modules, 'h5py' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False False"
+
+
+def test_outputs_of_one_multi_output_op_are_all_listed(tmp_path):
+    import tensorflow as tf
+    import tf_keras
+
+    x = tf_keras.Input((6,), name="v")
+    halves = tf.split(tf_keras.layers.Dense(4, name="dense")(x), 2, axis=1)
+    tf_keras.Model(x, halves).save(tmp_path / "split.h5")
+    converted = freezekeras.convert(tmp_path / "split.h5", freezekeras.ConvertOptions(output=tmp_path / "s.pb"))
+    assert [s.name for s in converted.outputs] == ["tf.split/split", "tf.split/split:1"]
+    assert converted.verification.passed
+    listed = freezekeras.inspect(converted.output)
+    assert [(s.name, s.shape) for s in listed.outputs] == [
+        ("tf.split/split", (None, 2)), ("tf.split/split:1", (None, 2))]

@@ -1,0 +1,127 @@
+"""Real third-party .h5 files from ../shared/corpus: they convert, verify and freeze clean.
+
+The corpus (read-only, outside the repository) is described in its MANIFEST.md.
+Every model listed here is one plain ``tf_keras.models.load_model`` loads, so
+freezekeras must convert it; a failure here is a freezekeras bug to fix, never
+one to skip.
+"""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+import freezekeras
+from freezekeras.freezing import find_leftovers
+from freezekeras.graphs import read_graph_def
+
+from conftest import CORPUS, keras_predict, own_inputs, run_frozen
+
+if not (CORPUS / "MANIFEST.md").is_file():
+    pytest.skip(f"the shared corpus of real .h5 files is absent ({CORPUS})", allow_module_level=True)
+
+# The full models whose "plain load" column in MANIFEST.md says `ok` (the theano-era files that
+# "load" with caveats, Lambda, Keras 1, custom-layer and weights-only files are not listed).
+PLAIN_LOAD_OK = [
+    "k2tf_test_sequential.h5",
+    "mtcnn_onet_48net.h5",
+    "mtcnn_pnet_12net.h5",
+    "dl4j_dcgan_generator.h5",
+    "dl4j_reshape_to_rnn_lstm.h5",
+    "dl4j_simple_lstm_tf_keras_2.h5",
+    "konduit_issue_9349.h5",
+    "konduit_tfop_0.h5",
+    "konduit_GAPError_se.h5",
+    "konduit_cnn1d_tf25.h5",
+    "konduit_custom_loss.h5",
+    "hls4ml_keras_3layer.h5",
+    "faceclf_fer2013_big_xception.h5",
+    "faceclf_gender_mini_xception.h5",
+    "teachable_machine_mobilenet.h5",
+    "stock_lstm_tf212.h5",
+]
+
+# reference/ cases (MANIFEST.md) that plain loading handles from NAME_model.h5.
+REFERENCE = ["simple_rnn_tf_keras_2", "simple_flatten_lstm_tf_keras_2"]
+
+LEFTOVER_OPS = {"VarHandleOp", "VariableV2", "Variable", "ReadVariableOp", "VarIsInitializedOp",
+                "RandomUniform", "RandomStandardNormal", "TruncatedNormal"}
+
+#: Size the test gives unknown non-batch dimensions (time steps, image sides); not freezekeras' choice.
+FREE_DIM = 24
+
+
+def _assert_clean(graph_def):
+    assert find_leftovers(graph_def) == []
+    bad = sorted({node.op for node in graph_def.node
+                  if node.op in LEFTOVER_OPS or node.op.startswith("Assign")})
+    assert bad == [], f"left-over variable or training ops: {bad}"
+    assert not [node.name for node in graph_def.node if "keras_learning_phase" in node.name]
+    assert not [node.name for node in graph_def.node if node.device]
+    for function in graph_def.library.function:  # While bodies of recurrent layers
+        inner = sorted({node.op for node in function.node_def
+                        if node.op in LEFTOVER_OPS or node.op.startswith("Assign")})
+        assert inner == [], f"left-over ops in function {function.signature.name}: {inner}"
+
+
+@pytest.mark.parametrize("filename", PLAIN_LOAD_OK)
+def test_full_model_converts_verifies_and_is_clean(tmp_path, filename, record_property):
+    path = CORPUS / filename
+    result = freezekeras.convert(path, freezekeras.ConvertOptions(output=tmp_path / "m.pb"))
+
+    assert result.verification is not None
+    record_property("max_abs_diff", result.verification.max_abs_diff)
+    record_property("atol", result.verification.atol)
+    print(f"\n{filename}: max_abs_diff {result.verification.max_abs_diff:.3g} "
+          f"(atol {result.verification.atol:.3g}), {result.node_count} nodes")
+    assert result.verification.passed
+    assert result.output.is_file() and result.warnings == ()
+    assert result.inputs and result.outputs
+    _assert_clean(read_graph_def(result.output))
+
+    # Independently of freezekeras' own check: the model loaded eagerly, as a user would, on
+    # other inputs, against the frozen graph run by plain TensorFlow.
+    inputs = own_inputs(result.inputs, seed=123, free_dim=FREE_DIM)
+    expected = keras_predict(path, inputs)
+    frozen = run_frozen(result.output, {spec.name: value for spec, value in zip(result.inputs, inputs)},
+                         [spec.name for spec in result.outputs])
+    assert len(frozen) == len(expected)
+    worst = max(float(np.max(np.abs(got - want))) for got, want in zip(frozen, expected))
+    record_property("max_abs_diff_vs_eager_keras", worst)
+    print(f"{filename}: max |frozen - eager Keras| {worst:.3g} on the test's own inputs")
+    for spec, got, want in zip(result.outputs, frozen, expected):
+        assert got.shape == want.shape, f"{filename}: {spec.name}"
+        atol = 1e-4 * max(1.0, float(np.max(np.abs(want))))
+        np.testing.assert_allclose(got, want, rtol=0, atol=atol, err_msg=f"{filename}: {spec.name}")
+
+
+@pytest.mark.parametrize("name", REFERENCE)
+def test_reference_model_reproduces_original_predictions(tmp_path, name, record_property):
+    model = CORPUS / "reference" / f"{name}_model.h5"
+    result = freezekeras.convert(model, freezekeras.ConvertOptions(output=tmp_path / "m.pb"))
+    assert result.verification is not None and result.verification.passed
+    _assert_clean(read_graph_def(result.output))
+
+    with h5py.File(CORPUS / "reference" / f"{name}_inputs_and_outputs.h5", "r") as data:
+        input_layers = json.loads(data.attrs["inputs"])["inputs"]
+        output_layers = json.loads(data.attrs["outputs"])["outputs"]
+        inputs = {layer: data["inputs"][layer][()] for layer in input_layers}
+        predictions = {layer: data["predictions"][layer][()] for layer in output_layers}
+
+    # The file names Keras layers; the conversion says which graph node each one is.
+    assert sorted(spec.layer for spec in result.inputs) == sorted(input_layers)
+    assert sorted(spec.layer for spec in result.outputs) == sorted(output_layers)
+    feeds = {spec.name: inputs[spec.layer] for spec in result.inputs}
+    frozen = run_frozen(result.output, feeds, [spec.name for spec in result.outputs])
+
+    worst = 0.0
+    for spec, got in zip(result.outputs, frozen):
+        want = predictions[spec.layer]
+        assert got.shape == want.shape
+        worst = max(worst, float(np.max(np.abs(got - want))))
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5, err_msg=f"{name}: {spec.layer}")
+    record_property("max_abs_diff_vs_original_keras", worst)
+    print(f"\n{name}: max |frozen - original Keras| {worst:.3g}")

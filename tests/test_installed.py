@@ -1,0 +1,93 @@
+"""The installed console script and ``python -m freezekeras``, run as a user runs them.
+
+Each test starts a real subprocess. Its environment is the user's, without the
+TensorFlow variables conftest.py sets for the test process itself, so that
+"stderr is empty" means freezekeras hid TensorFlow's noise, not the test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+#: The console script pip installed next to this interpreter (what shutil.which finds in the venv).
+FREEZEKERAS = Path(sys.executable).parent / "freezekeras"
+
+needs_script = pytest.mark.skipif(
+    not FREEZEKERAS.is_file(),
+    reason=f"freezekeras is not installed as a console script next to {sys.executable}",
+)
+
+
+def _user_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for name in ("TF_CPP_MIN_LOG_LEVEL", "TF_USE_LEGACY_KERAS"):
+        env.pop(name, None)
+    return env
+
+
+def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*args], capture_output=True, text=True, env=_user_env(), cwd=cwd, timeout=300)
+
+
+@needs_script
+def test_version_names_the_installed_versions():
+    done = _run(str(FREEZEKERAS), "--version")
+
+    assert done.returncode == 0, done.stderr
+    expected = (
+        f"freezekeras {metadata.version('freezekeras')} ("
+        + ", ".join(f"{name} {metadata.version(name)}" for name in ("tensorflow", "tf-keras", "h5py", "protobuf"))
+        + ")"
+    )
+    assert done.stdout.strip() == expected
+    assert done.stdout.startswith("freezekeras 0.1.0 (tensorflow ")
+
+
+def test_python_m_help_lists_the_commands():
+    done = _run(sys.executable, "-m", "freezekeras", "--help")
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Usage: freezekeras ")
+    commands = done.stdout.split("Commands:", 1)[1].split()
+    assert "convert" in commands and "inspect" in commands
+
+
+@needs_script
+@pytest.mark.parametrize("name", ["dense", "multi_io"])
+def test_convert_json_is_one_object_and_matches_inspect(model_dir, tmp_path, name):
+    done = _run(str(FREEZEKERAS), "convert", str(model_dir / f"{name}.h5"), "-o", "x.pb", "--json", cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    report = json.loads(done.stdout)  # the whole of stdout is one JSON object
+    assert isinstance(report, dict)
+    assert report["output"] == "x.pb" and (tmp_path / "x.pb").is_file()
+    assert report["verification"]["passed"] is True
+
+    seen = _run(str(FREEZEKERAS), "inspect", "x.pb", "--json", cwd=tmp_path)
+
+    assert seen.returncode == 0, seen.stderr
+    assert seen.stderr == ""
+    graph = json.loads(seen.stdout)
+    assert graph["format"] == "graphdef"
+    for side in ("inputs", "outputs"):
+        # inspect lists a graph's nodes in graph order; convert in the model's order.
+        converted = sorted((spec["name"], spec["dtype"]) for spec in report[side])
+        inspected = sorted((spec["name"], spec["dtype"]) for spec in graph[side])
+        assert converted == inspected, side
+        assert converted  # a model has inputs and outputs
+
+
+@needs_script
+def test_convert_verbose_succeeds(dense_h5, tmp_path):
+    done = _run(str(FREEZEKERAS), "convert", str(dense_h5), "-o", str(tmp_path / "v.pb"), "--verbose")
+
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "v.pb").is_file()

@@ -1,0 +1,61 @@
+"""The pieces of verification: random inputs and the comparison."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from freezekeras.errors import ConversionError
+from freezekeras.results import TensorSpec
+from freezekeras.verification import BATCH_SIZE, FREE_DIM_SIZE, compare, random_inputs
+
+SPECS = (
+    TensorSpec("image", "float32", (None, None, 3)),
+    TensorSpec("ids", "int32", (None, 4)),
+    TensorSpec("mask", "bool", (2,)),
+)
+
+
+def test_random_inputs_are_deterministic_and_shaped():
+    first = random_inputs(SPECS, seed=3, int_high=5)
+    again = random_inputs(SPECS, seed=3, int_high=5)
+    other = random_inputs(SPECS, seed=4, int_high=5)
+    assert list(first) == ["image:0", "ids:0", "mask:0"]
+    assert first["image:0"].shape == (BATCH_SIZE, FREE_DIM_SIZE, 3) and first["image:0"].dtype == np.float32
+    assert first["ids:0"].dtype == np.int32 and 0 <= first["ids:0"].min() and first["ids:0"].max() < 5
+    assert first["mask:0"].dtype == np.bool_ and first["mask:0"].shape == (2,)
+    assert all(np.array_equal(first[k], again[k]) for k in first)
+    assert not np.array_equal(first["image:0"], other["image:0"])
+    assert -1 <= first["image:0"].min() and first["image:0"].max() < 1
+
+
+def test_string_inputs_cannot_be_verified():
+    with pytest.raises(ConversionError, match="--no-verify"):
+        random_inputs([TensorSpec("text", "string", (None,))])
+
+
+def test_compare_reports_the_worst_output():
+    result = compare(["a", "b"], [np.zeros(3), np.ones(2)], [np.full(3, 1e-6), np.array([1.0, 1.5])])
+    assert result.per_output == pytest.approx({"a": 1e-6, "b": 0.5})
+    assert result.max_abs_diff == pytest.approx(0.5) and not result.passed
+    assert result.atol == pytest.approx(1e-4)
+
+
+def test_default_tolerance_scales_with_the_outputs():
+    big = np.array([1000.0, -2000.0])
+    result = compare(["y"], [big], [big + 0.1])
+    assert result.atol == pytest.approx(0.2) and result.passed
+    assert not compare(["y"], [big], [big + 0.1], atol=0.05).passed
+
+
+def test_nans_in_the_same_places_are_equal_but_new_nans_fail():
+    want = np.array([np.nan, 1.0])
+    assert compare(["y"], [want], [np.array([np.nan, 1.0])]).passed
+    assert not compare(["y"], [want], [np.array([np.nan, np.nan])]).passed
+
+
+def test_shape_mismatch_fails():
+    result = compare(["y"], [np.zeros((2, 3))], [np.zeros((3, 2))])
+    assert math.isinf(result.max_abs_diff) and not result.passed
