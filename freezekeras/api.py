@@ -56,14 +56,15 @@ def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
     """
     options = options or ConvertOptions()
     path = Path(model)
-    info = read_keras_file(path)
-    target = output_path(path, options.output, text=options.text)
+    info = read_keras_file(path, architecture=_path_or_none(options.architecture))
+    target = output_path(path, _path_or_none(options.output), text=options.text)
     timer = _Timer(on_step)
     with AtomicFile(target) as out, contextlib.ExitStack() as stack:
         with timer.step("load"):
-            keras = stack.enter_context(
-                keras_session(info, allow_lambda=options.allow_lambda, verbose=options.verbose)
-            )
+            keras = stack.enter_context(keras_session(
+                info, custom_objects=_path_or_none(options.custom_objects),
+                allow_lambda=options.allow_lambda, verbose=options.verbose,
+            ))
         outputs = _select_outputs(keras, options.output_nodes, path)
         with timer.step("freeze"):
             graph_def = freeze_graph(keras.session, keras.graph, [spec.name for spec in outputs])
@@ -92,7 +93,8 @@ def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
     )
 
 
-def inspect(path: str | os.PathLike, *, allow_lambda: bool = False,
+def inspect(path: str | os.PathLike, *, architecture: str | os.PathLike | None = None,
+            custom_objects: str | os.PathLike | None = None, allow_lambda: bool = False,
             verbose: bool = False) -> InspectResult:
     """List the inputs and outputs of a Keras ``.h5`` model or a frozen graph.
 
@@ -102,6 +104,8 @@ def inspect(path: str | os.PathLike, *, allow_lambda: bool = False,
 
     Args:
         path: A Keras ``.h5`` file or a ``GraphDef`` (``.pb``/``.pbtxt``).
+        architecture: For a weights-only ``.h5``: its JSON or YAML architecture.
+        custom_objects: A Python file defining the model's custom layers and functions.
         allow_lambda: Load Lambda layers (runs their Python bytecode).
         verbose: Leave TensorFlow's logging on.
 
@@ -115,25 +119,29 @@ def inspect(path: str | os.PathLike, *, allow_lambda: bool = False,
     path = Path(path)
     check_input_path(path)
     if path.suffix.lower() in KERAS_SUFFIXES or _is_hdf5_or_zip(path):
-        return _inspect_keras(path, allow_lambda=allow_lambda, verbose=verbose)
+        info = read_keras_file(path, architecture=_path_or_none(architecture))
+        with keras_session(info, custom_objects=_path_or_none(custom_objects),
+                           allow_lambda=allow_lambda, verbose=verbose) as keras:
+            return _keras_inspection(info, keras)
     graph_def = read_graph_def(path, verbose=verbose)
     inputs, outputs = graph_inputs_outputs(graph_def)
     details = {"node_count": len(graph_def.node), "op_histogram": op_histogram(graph_def)}
     return InspectResult(path=path, format="graphdef", inputs=inputs, outputs=outputs, details=details)
 
 
-def _inspect_keras(path: Path, *, allow_lambda: bool, verbose: bool) -> InspectResult:
-    info = read_keras_file(path)
-    with keras_session(info, allow_lambda=allow_lambda, verbose=verbose) as keras:
-        inputs = tuple(_by_layer(spec) for spec in keras.inputs())
-        outputs = tuple(_by_layer(spec) for spec in keras.outputs())
-        details = {
-            "keras_version": info.keras_version,
-            "backend": info.backend,
-            "layer_count": len(keras.model.layers),
-            "param_count": int(keras.model.count_params()),
-        }
-    return InspectResult(path=path, format="keras-h5", inputs=inputs, outputs=outputs, details=details)
+def _keras_inspection(info, keras: KerasSession) -> InspectResult:
+    details = {
+        "keras_version": info.keras_version,
+        "backend": info.backend,
+        "layer_count": len(keras.model.layers),
+        "param_count": int(keras.model.count_params()),
+    }
+    return InspectResult(
+        path=info.path, format="keras-h5",
+        inputs=tuple(_by_layer(spec) for spec in keras.inputs()),
+        outputs=tuple(_by_layer(spec) for spec in keras.outputs()),
+        details=details,
+    )
 
 
 def _by_layer(spec: TensorSpec) -> TensorSpec:
@@ -220,6 +228,10 @@ def _embedding_limit(model: Any, default: int = 10) -> int:
         if type(layer).__name__ == "Embedding":
             limit = min(limit, int(layer.input_dim))
     return max(limit, 1)
+
+
+def _path_or_none(value: str | os.PathLike | None) -> Path | None:
+    return None if value is None else Path(value)
 
 
 def _is_hdf5_or_zip(path: Path) -> bool:

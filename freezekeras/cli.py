@@ -66,10 +66,24 @@ def _reports_errors(command):
 
 verbose_option = click.option("--verbose", is_flag=True, help="Show TensorFlow's own log messages.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object (see README).")
-lambda_option = click.option(
-    "--allow-lambda", is_flag=True,
-    help="Load Lambda layers. They hold Python bytecode that runs while loading: only for files you trust.",
-)
+
+
+def model_options(command):
+    """The options that say how to load a Keras model, shared by convert and inspect."""
+    for option in reversed([
+        click.option("--architecture", type=click.Path(path_type=Path), metavar="FILE",
+                     help="The model's architecture as JSON (model.to_json()) or YAML; "
+                          "the .h5 then supplies only the weights."),
+        click.option("--custom-objects", type=click.Path(path_type=Path), metavar="FILE.py",
+                     help="A Python file defining the model's custom layers and functions "
+                          "(or a CUSTOM_OBJECTS dict). It is run: only for files you trust."),
+        click.option("--allow-lambda", is_flag=True,
+                     help="Load Lambda layers. They hold Python bytecode that runs while loading: "
+                          "only for files you trust."),
+    ]):
+        command = option(command)
+    return command
+
 
 
 class _Group(click.Group):
@@ -118,19 +132,21 @@ def main() -> None:
 @click.option("--atol", type=click.FloatRange(min=0), metavar="FLOAT",
               help="Largest accepted difference. Default: 1e-4 x the largest Keras output (at least 1e-4).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random verification inputs.")
-@lambda_option
+@model_options
 @json_option
 @verbose_option
 @_reports_errors
 def convert(model: Path, output: Path | None, output_nodes: tuple[str, ...], text: bool, verify: bool,
-            atol: float | None, seed: int, allow_lambda: bool, as_json: bool, verbose: bool) -> None:
+            atol: float | None, seed: int, architecture: Path | None, custom_objects: Path | None,
+            allow_lambda: bool, as_json: bool, verbose: bool) -> None:
     """Freeze the Keras model MODEL (.h5) into a TensorFlow graph and print its node names."""
     from freezekeras.api import convert as run_convert
     from freezekeras.rendering import conversion_text, to_json
     from freezekeras.results import ConvertOptions
 
     options = ConvertOptions(output=output, output_nodes=output_nodes, text=text, verify=verify,
-                             atol=atol, seed=seed, allow_lambda=allow_lambda, verbose=verbose)
+                             atol=atol, seed=seed, architecture=architecture,
+                             custom_objects=custom_objects, allow_lambda=allow_lambda, verbose=verbose)
     result = run_convert(model, options, on_step=_progress_printer(model))
     for warning in result.warnings:
         click.echo(f"freezekeras: warning: {result.output}: {warning}", err=True)
@@ -139,16 +155,18 @@ def convert(model: Path, output: Path | None, output_nodes: tuple[str, ...], tex
 
 @main.command()
 @click.argument("path", type=click.Path(path_type=Path))
-@lambda_option
+@model_options
 @json_option
 @verbose_option
 @_reports_errors
-def inspect(path: Path, allow_lambda: bool, as_json: bool, verbose: bool) -> None:
+def inspect(path: Path, architecture: Path | None, custom_objects: Path | None, allow_lambda: bool,
+            as_json: bool, verbose: bool) -> None:
     """List the inputs and outputs of PATH: a Keras .h5 model or a frozen graph (.pb/.pbtxt)."""
     from freezekeras.api import inspect as run_inspect
     from freezekeras.rendering import inspection_text, to_json
 
-    result = run_inspect(path, allow_lambda=allow_lambda, verbose=verbose)
+    result = run_inspect(path, architecture=architecture, custom_objects=custom_objects,
+                         allow_lambda=allow_lambda, verbose=verbose)
     click.echo(to_json(result) if as_json else inspection_text(result))
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from freezekeras.compat import function_references_to_names
 from freezekeras.errors import (
     LambdaLayerError,
     ModelFileError,
@@ -39,6 +40,11 @@ class KerasFileInfo:
         keras_version: The ``keras_version`` attribute, or ``None``.
         backend: The ``backend`` attribute, or ``None``.
         lambda_layers: Names of the Lambda layers, nested models included.
+        architecture: The JSON/YAML file the config came from, when the
+            ``.h5`` supplies only the weights.
+        config_rewritten: ``model_config`` was changed to be readable (see
+            :mod:`freezekeras.compat`), so the model must be built from it
+            rather than by Keras' ``load_model``.
     """
 
     path: Path
@@ -46,6 +52,8 @@ class KerasFileInfo:
     keras_version: str | None = None
     backend: str | None = None
     lambda_layers: tuple[str, ...] = field(default_factory=tuple)
+    architecture: Path | None = None
+    config_rewritten: bool = False
 
 
 def check_input_path(path: Path) -> None:
@@ -61,49 +69,87 @@ def check_input_path(path: Path) -> None:
         raise UsageError(f"{path}: is a directory. Pass a Keras .h5 model file.")
 
 
-def read_keras_file(path: Path) -> KerasFileInfo:
+def read_keras_file(path: Path, *, architecture: Path | None = None) -> KerasFileInfo:
     """Check that ``path`` is a Keras HDF5 model and read its metadata.
 
     Args:
-        path: The ``.h5`` file.
+        path: The ``.h5`` file: a whole model, or only weights when
+            ``architecture`` is given.
+        architecture: A JSON (``model.to_json()``) or YAML file with the
+            model's architecture; the ``.h5`` then supplies only weights.
 
     Returns:
         The file's metadata.
 
     Raises:
-        UsageError: The path is missing or a directory.
+        UsageError: A path is missing or a directory.
         ModelFileError: The file is empty, not HDF5, damaged, a Keras 3
             archive, or holds no (or a malformed) Keras model config.
-        WeightsOnlyError: The file holds weights but no architecture.
+        WeightsOnlyError: The file holds weights but no architecture, and
+            ``architecture`` was not given.
     """
     check_input_path(path)
     _check_signature(path)
     import h5py
 
     try:
-        handle = h5py.File(path, "r")
+        with h5py.File(path, "r") as handle:
+            attrs = handle.attrs
+            if architecture is None:
+                raw_config = attrs.get("model_config")
+                if raw_config is None:
+                    raise _missing_config_error(path, handle)
+                config = _parse_config(path, _text(raw_config))
+            keras_version = _text(attrs.get("keras_version"))
+            backend = _text(attrs.get("backend"))
     except OSError as exc:
         raise ModelFileError(
             f"{path}: the HDF5 file is damaged or truncated ({_first_line(exc)}). "
             "Copy or download it again."
         ) from exc
-    with handle:
-        attrs = handle.attrs
-        raw_config = attrs.get("model_config")
-        if raw_config is None:
-            raise _missing_config_error(path, handle)
-        config = _parse_config(path, raw_config)
-        keras_version = _text(attrs.get("keras_version"))
-        backend = _text(attrs.get("backend"))
+    if architecture is not None:
+        config = read_architecture(architecture)
+        keras_version = keras_version or _text(config.get("keras_version"))
+        backend = backend or _text(config.get("backend"))
     if keras_version and keras_version.startswith("3."):
         raise ModelFileError(f"{path}: was saved by Keras {keras_version}. {KERAS3_HINT}")
+    config, rewritten = function_references_to_names(config)
     return KerasFileInfo(
         path=path,
         model_config=config,
         keras_version=keras_version,
         backend=backend,
         lambda_layers=tuple(find_lambda_layers(config)),
+        architecture=architecture,
+        config_rewritten=rewritten,
     )
+
+
+def read_architecture(path: Path) -> dict[str, Any]:
+    """Read a model architecture from JSON (``model.to_json()``) or YAML (``.yaml``/``.yml``).
+
+    Raises:
+        UsageError: The path is missing or a directory, or YAML is asked for
+            without PyYAML installed.
+        ModelFileError: The file is not a Keras model config.
+    """
+    check_input_path(path)
+    if path.suffix.lower() in {".yaml", ".yml"}:
+        try:
+            import yaml
+        except ImportError:
+            raise UsageError(
+                f"{path}: reading a YAML architecture needs PyYAML; run 'pip install pyyaml' "
+                "or pass the architecture as JSON."
+            ) from None
+        try:
+            config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ModelFileError(
+                f"{path}: is not valid YAML ({_first_line(exc)}). Pass the file model.to_yaml() wrote."
+            ) from exc
+        return _check_config(path, config, "the architecture file")
+    return _parse_config(path, path.read_bytes().decode("utf-8", errors="replace"), "the architecture file")
 
 
 def refuse_lambda_layers(info: KerasFileInfo) -> None:
@@ -161,8 +207,7 @@ def _missing_config_error(path: Path, handle) -> ModelFileError:
     if "layer_names" in handle.attrs or "model_weights" in handle:
         return WeightsOnlyError(
             f"{path}: holds weights only, no model architecture (saved with save_weights). "
-            "Rebuild the model in Keras, call model.load_weights() on this file, then save it "
-            "with model.save('model.h5')."
+            "Pass the architecture with --architecture model.json (what model.to_json() wrote)."
         )
     return ModelFileError(
         f"{path}: is an HDF5 file but holds no Keras model (no model_config attribute). "
@@ -170,18 +215,22 @@ def _missing_config_error(path: Path, handle) -> ModelFileError:
     )
 
 
-def _parse_config(path: Path, raw: Any) -> dict[str, Any]:
+def _parse_config(path: Path, text: str | None, what: str = "the model_config attribute") -> dict[str, Any]:
     try:
-        config = json.loads(_text(raw) or "")
-    except (ValueError, UnicodeDecodeError) as exc:
+        config = json.loads(text or "")
+    except ValueError as exc:
         raise ModelFileError(
-            f"{path}: the model_config attribute is not valid JSON ({_first_line(exc)}). "
+            f"{path}: {what} is not valid JSON ({_first_line(exc)}). "
             f"The file is damaged; {RESAVE_HINT}."
         ) from exc
+    return _check_config(path, config, what)
+
+
+def _check_config(path: Path, config: Any, what: str) -> dict[str, Any]:
     if not isinstance(config, dict) or "class_name" not in config or "config" not in config:
         raise ModelFileError(
-            f"{path}: the model_config attribute is not a Keras model config "
-            f"(no class_name/config). The file is damaged; {RESAVE_HINT}."
+            f"{path}: {what} is not a Keras model config (no class_name/config). "
+            f"The file is damaged; {RESAVE_HINT}."
         )
     return config
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator
 
+from freezekeras.custom import load_custom_objects
 from freezekeras.errors import ConversionError, UnknownObjectError
 from freezekeras.h5file import KerasFileInfo, refuse_lambda_layers
 from freezekeras.results import TensorSpec
@@ -53,8 +56,8 @@ class KerasSession:
 
 
 @contextlib.contextmanager
-def keras_session(info: KerasFileInfo, *, allow_lambda: bool = False,
-                  verbose: bool = False) -> Iterator[KerasSession]:
+def keras_session(info: KerasFileInfo, *, custom_objects: Path | None = None,
+                  allow_lambda: bool = False, verbose: bool = False) -> Iterator[KerasSession]:
     """Build the model of ``info`` in a fresh graph and session, learning phase 0.
 
     The learning phase is set before the model is built, so Dropout and
@@ -62,6 +65,8 @@ def keras_session(info: KerasFileInfo, *, allow_lambda: bool = False,
 
     Args:
         info: The file's metadata, from :func:`freezekeras.h5file.read_keras_file`.
+        custom_objects: A Python file defining the model's custom layers and
+            functions; it is run (see :func:`freezekeras.custom.load_custom_objects`).
         allow_lambda: Load Lambda layers (runs their Python bytecode).
         verbose: Leave TensorFlow's logging on.
 
@@ -77,22 +82,57 @@ def keras_session(info: KerasFileInfo, *, allow_lambda: bool = False,
         refuse_lambda_layers(info)
     tf = import_tensorflow(verbose=verbose)
     tf_keras = import_tf_keras(verbose=verbose)
+    objects = load_custom_objects(custom_objects) if custom_objects is not None else {}
     graph = tf.Graph()
-    with graph.as_default(), quiet_warnings(verbose):
+    with _keras_classes_restored(tf_keras), graph.as_default(), quiet_warnings(verbose):
         session = tf.compat.v1.Session(graph=graph)
         try:
             with session.as_default():
                 tf_keras.backend.set_learning_phase(0)
-                model = _load_model(tf_keras, info)
+                model = _load_model(tf_keras, info, objects, custom_objects)
                 yield KerasSession(model=model, graph=graph, session=session)
         finally:
             session.close()
 
 
-def _load_model(tf_keras, info: KerasFileInfo):
-    path = info.path
+@contextlib.contextmanager
+def _keras_classes_restored(tf_keras) -> Iterator[None]:
+    """Put back the base classes tf-keras swaps while a model is built in graph mode.
+
+    tf-keras picks a layer's v1 (graph) or v2 (eager) base class when the
+    layer is made, by assigning ``__bases__`` on the class itself; building
+    in our graph would leave the caller's eager models of the same classes
+    broken ("Your Layer or Model is in an invalid state").
+    """
+    classes, pending = [], [tf_keras.layers.Layer]
+    while pending:
+        cls = pending.pop()
+        classes.append(cls)
+        pending.extend(cls.__subclasses__())
+    saved = [(cls, cls.__bases__) for cls in classes]
     try:
-        return tf_keras.models.load_model(str(path), compile=False)
+        yield
+    finally:
+        for cls, bases in saved:
+            if cls.__bases__ != bases:
+                cls.__bases__ = bases
+
+
+def _load_model(tf_keras, info: KerasFileInfo, objects: dict[str, Any], objects_file: Path | None):
+    path = info.path
+    unknown_layers = sorted(set(_unknown_layer_classes(tf_keras, info.model_config, objects)))
+    if unknown_layers and not (info.keras_version or "").startswith("1."):
+        # Keras names only the first; model_from_json fails with "'str' object is not callable".
+        raise UnknownObjectError(
+            f"{path}: the model uses layer{'s' if len(unknown_layers) > 1 else ''} "
+            f"{', '.join(repr(name) for name in unknown_layers)}, which Keras does not know. {_custom_objects_hint(objects, objects_file)}"
+        )
+    try:
+        if info.architecture is None and not info.config_rewritten:
+            return tf_keras.models.load_model(str(path), custom_objects=objects, compile=False)
+        model = tf_keras.models.model_from_json(json.dumps(info.model_config), custom_objects=objects)
+        model.load_weights(str(path))
+        return model
     except Exception as exc:  # Keras raises many types for a model it cannot build
         message = _first_line(exc)
         if (info.keras_version or "").startswith("1."):
@@ -112,13 +152,40 @@ def _load_model(tf_keras, info: KerasFileInfo):
             kind, name = unknown.groups()
             raise UnknownObjectError(
                 f"{path}: the model uses {kind} '{name}', which Keras does not know. "
-                "Its definition is needed: custom objects are not supported yet, so rebuild the "
-                "model with standard layers or convert it where the class is importable."
+                f"{_custom_objects_hint(objects, objects_file)}"
             ) from exc
+        source = f"the architecture in {info.architecture} with these weights" if info.architecture else "the model"
         raise ConversionError(
-            f"{path}: Keras could not build the model ({type(exc).__name__}: {message}). "
-            "Check that the file loads with tf_keras.models.load_model, or rerun with --debug."
+            f"{path}: Keras could not build {source} ({type(exc).__name__}: {message}). "
+            "Check that it loads in tf_keras, or rerun with --debug."
         ) from exc
+
+
+def _custom_objects_hint(objects: dict[str, Any], objects_file: Path | None) -> str:
+    if objects_file is None:
+        return ("Pass the definitions with --custom-objects FILE.py (a Python file defining them, "
+                "or a CUSTOM_OBJECTS dict naming them).")
+    given = ", ".join(sorted(objects)) or "nothing"
+    return f"{objects_file} does not define them (it gives: {given}); add them or a CUSTOM_OBJECTS dict."
+
+
+def _unknown_layer_classes(tf_keras, config: Any, objects: dict[str, Any]) -> Iterator[str]:
+    """Yield the layer class names in a model config that neither Keras nor ``objects`` define."""
+    layers = config.get("config") if isinstance(config, dict) else None
+    layers = layers.get("layers") if isinstance(layers, dict) else layers
+    try:  # Keras' own table of built-in layers (a private module of the pinned tf-keras)
+        from tf_keras.src.layers.serialization import get_builtin_layer
+    except ImportError:
+        def get_builtin_layer(name):
+            return getattr(tf_keras.layers, name, None)
+    for layer in layers if isinstance(layers, list) else ():
+        name = layer.get("class_name") if isinstance(layer, dict) else None
+        if not isinstance(name, str):
+            continue
+        if not (name in objects or get_builtin_layer(name) is not None
+                or tf_keras.utils.get_registered_object(name) is not None):
+            yield name
+        yield from _unknown_layer_classes(tf_keras, layer, objects)
 
 
 def _is_marshal_error(exc: BaseException) -> bool:

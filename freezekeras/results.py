@@ -53,6 +53,11 @@ class ConvertOptions:
         atol: Largest absolute difference verification accepts. ``None``:
             ``1e-4`` times the largest absolute Keras output (at least ``1e-4``).
         seed: Seed of the random verification inputs.
+        architecture: A JSON (``model.to_json()``) or YAML architecture; the
+            ``.h5`` then supplies only the weights (a weights-only file or a
+            whole model).
+        custom_objects: A Python file defining the model's custom layers and
+            functions; running it is an explicit opt-in.
         allow_lambda: Load Lambda layers, running the Python bytecode they hold.
         verbose: Leave TensorFlow's logging on.
     """
@@ -63,6 +68,8 @@ class ConvertOptions:
     verify: bool = True
     atol: float | None = None
     seed: int = 0
+    architecture: Path | None = None
+    custom_objects: Path | None = None
     allow_lambda: bool = False
     verbose: bool = False
 

@@ -44,8 +44,11 @@ PLAIN_LOAD_OK = [
     "stock_lstm_tf212.h5",
 ]
 
-# reference/ cases (MANIFEST.md) that plain loading handles from NAME_model.h5.
-REFERENCE = ["simple_rnn_tf_keras_2", "simple_flatten_lstm_tf_keras_2"]
+# reference/ cases (MANIFEST.md) that tf-keras reads: NAME_model.h5, or NAME_config.json + NAME_weights.h5.
+REFERENCE = ["simple_rnn_tf_keras_2", "simple_flatten_lstm_tf_keras_2", "mnist_mlp_tf_keras_2"]
+
+# Weights-only files whose architecture JSON lies beside them (MANIFEST.md), all layers standard.
+WEIGHTS_WITH_JSON = ["hls4ml_KERAS_3layer_batch_norm_weights"]
 
 LEFTOVER_OPS = {"VarHandleOp", "VariableV2", "Variable", "ReadVariableOp", "VarIsInitializedOp",
                 "RandomUniform", "RandomStandardNormal", "TruncatedNormal"}
@@ -98,10 +101,23 @@ def test_full_model_converts_verifies_and_is_clean(tmp_path, filename, record_pr
         np.testing.assert_allclose(got, want, rtol=0, atol=atol, err_msg=f"{filename}: {spec.name}")
 
 
+@pytest.mark.parametrize("name", WEIGHTS_WITH_JSON)
+def test_weights_only_file_converts_with_its_json(tmp_path, name):
+    result = freezekeras.convert(CORPUS / f"{name}.h5", freezekeras.ConvertOptions(
+        output=tmp_path / "m.pb", architecture=CORPUS / f"{name}.json"))
+    assert result.verification.passed and result.warnings == ()
+    _assert_clean(read_graph_def(result.output))
+
+
 @pytest.mark.parametrize("name", REFERENCE)
 def test_reference_model_reproduces_original_predictions(tmp_path, name, record_property):
-    model = CORPUS / "reference" / f"{name}_model.h5"
-    result = freezekeras.convert(model, freezekeras.ConvertOptions(output=tmp_path / "m.pb"))
+    folder = CORPUS / "reference"
+    if (folder / f"{name}_model.h5").is_file():
+        model, options = folder / f"{name}_model.h5", freezekeras.ConvertOptions(output=tmp_path / "m.pb")
+    else:
+        model = folder / f"{name}_weights.h5"
+        options = freezekeras.ConvertOptions(output=tmp_path / "m.pb", architecture=folder / f"{name}_config.json")
+    result = freezekeras.convert(model, options)
     assert result.verification is not None and result.verification.passed
     _assert_clean(read_graph_def(result.output))
 

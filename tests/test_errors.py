@@ -337,7 +337,7 @@ CASES = {
                                ("Keras could not build the model", "--debug")),
     # 3. weights only
     "weights-only": Case(_weights_only, EXIT_MODEL_ERROR,
-                         ("holds weights only", "save_weights", "load_weights", "model.save('model.h5')")),
+                         ("holds weights only", "save_weights", "--architecture model.json", "model.to_json()")),
     # 4. Keras 3 archives, whatever their suffix
     "keras3-archive": Case(_keras3, EXIT_MODEL_ERROR,
                            ("Keras 3 .keras archive", "model.save('model.h5')")),
@@ -345,8 +345,7 @@ CASES = {
                                     ("Keras 3 .keras archive", "model.save('model.h5')")),
     # 5. custom layers
     "unknown-custom-layer": Case(_custom_layer, EXIT_MODEL_ERROR,
-                                 ("'Scale'", "Keras does not know",
-                                  "rebuild the model with standard layers")),
+                                 ("'Scale'", "Keras does not know", "--custom-objects FILE.py")),
     # a frozen graph is no input for convert (its default output path would be the input itself)
     "frozen-graph-given-to-convert": Case(_frozen_graph, EXIT_MODEL_ERROR,
                                           ("is not an HDF5 file", "Pass a Keras .h5 model"), ("convert",)),

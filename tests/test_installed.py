@@ -91,3 +91,31 @@ def test_convert_verbose_succeeds(dense_h5, tmp_path):
 
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "v.pb").is_file()
+
+
+@needs_script
+def test_progress_with_timings_goes_to_a_terminal_stderr(dense_h5, tmp_path):
+    """With stderr a terminal, each step is reported with its time; stdout keeps only the result."""
+    import pty
+
+    primary, secondary = pty.openpty()
+    try:
+        done = subprocess.run([str(FREEZEKERAS), "convert", str(dense_h5), "-o", str(tmp_path / "t.pb")],
+                              stdout=subprocess.PIPE, stderr=secondary, env=_user_env(), timeout=300)
+        os.close(secondary)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(primary, 4096)
+            except OSError:  # EIO: the terminal has no writer left
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(primary)
+    assert done.returncode == 0
+    progress = b"".join(chunks).decode().splitlines()
+    assert [line.split(": ")[-1].split(" done")[0] for line in progress] == ["load", "freeze", "write", "verify"]
+    assert all(line.startswith(f"freezekeras: {dense_h5}: ") and line.endswith(" s") for line in progress)
+    assert done.stdout.decode().startswith(f"wrote {tmp_path / 't.pb'} (")
