@@ -162,3 +162,15 @@ def test_cli_no_verify_in_json(dense_h5, tmp_path):
                                        "--no-verify", "--json"])
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["verification"] is None
+
+
+def test_callers_keras_models_keep_working(tmp_path):
+    """Building in graph mode must not break the caller's eager models of the same classes."""
+    import tf_keras
+
+    model = tf_keras.Sequential([tf_keras.Input((3,)), tf_keras.layers.Dense(2)])
+    x = np.ones((1, 3), "float32")
+    before = model.predict(x, verbose=0)
+    model.save(tmp_path / "mine.h5")
+    freezekeras.convert(tmp_path / "mine.h5", freezekeras.ConvertOptions(output=tmp_path / "mine.pb"))
+    np.testing.assert_array_equal(model.predict(x, verbose=0), before)
