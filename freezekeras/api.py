@@ -193,11 +193,10 @@ def _layer_output_node(model: Any, name: str) -> str | None:
 def _verify(keras: KerasSession, written: Path, inputs, outputs, options: ConvertOptions,
             path: Path):
     graph_def = read_graph_def(written)
-    fetches = [spec.name if ":" in spec.name else spec.name + ":0" for spec in outputs]
     try:
         return verify(
             graph_def, inputs, outputs,
-            reference=lambda feeds: keras.run(fetches, feeds),
+            reference=lambda feeds: keras.run([spec.name for spec in outputs], feeds),
             seed=options.seed, int_high=_embedding_limit(keras.model), atol=options.atol,
         )
     except ConversionError as exc:

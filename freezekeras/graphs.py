@@ -74,6 +74,11 @@ def graph_inputs_outputs(graph_def: Any) -> tuple[tuple[TensorSpec, ...], tuple[
     return tuple(_tensor_spec(graph, name) for name in input_names), tuple(outputs)
 
 
+def tensor_name(name: str) -> str:
+    """``op`` -> ``op:0``; ``op:1`` stays as it is."""
+    return name if ":" in name else f"{name}:0"
+
+
 def op_histogram(graph_def: Any) -> dict[str, int]:
     """Count the nodes of each op type, most frequent first."""
     return dict(Counter(node.op for node in graph_def.node).most_common())

@@ -7,10 +7,11 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from freezekeras.custom import load_custom_objects
 from freezekeras.errors import ConversionError, UnknownObjectError
+from freezekeras.graphs import tensor_name
 from freezekeras.h5file import KerasFileInfo, refuse_lambda_layers
 from freezekeras.results import TensorSpec
 from freezekeras.tfimport import import_tf_keras, import_tensorflow, quiet_warnings
@@ -51,8 +52,9 @@ class KerasSession:
         return tuple(map(_spec, self.model.outputs, self.model.output_names))
 
     def run(self, fetches: list[str], feeds: dict[str, Any]) -> list[Any]:
-        """Run the Keras graph: fetch tensor names, feeding tensor names."""
-        return self.session.run(fetches, feed_dict=feeds)
+        """Run the Keras graph: fetch nodes (``op`` or ``op:N``), feeding values by node."""
+        return self.session.run([tensor_name(name) for name in fetches],
+                                feed_dict={tensor_name(name): value for name, value in feeds.items()})
 
 
 @contextlib.contextmanager
@@ -119,46 +121,53 @@ def _keras_classes_restored(tf_keras) -> Iterator[None]:
 
 
 def _load_model(tf_keras, info: KerasFileInfo, objects: dict[str, Any], objects_file: Path | None):
-    path = info.path
-    unknown_layers = sorted(set(_unknown_layer_classes(tf_keras, info.model_config, objects)))
+    unknown_layers = sorted(set(_unknown_layer_classes(info.model_config, objects, _builtin_layers(tf_keras))))
     if unknown_layers and not (info.keras_version or "").startswith("1."):
-        # Keras names only the first; model_from_json fails with "'str' object is not callable".
+        # Checked first: Keras names only the first, and model_from_json fails on them with
+        # "'str' object is not callable".
+        names = ", ".join(repr(name) for name in unknown_layers)
         raise UnknownObjectError(
-            f"{path}: the model uses layer{'s' if len(unknown_layers) > 1 else ''} "
-            f"{', '.join(repr(name) for name in unknown_layers)}, which Keras does not know. {_custom_objects_hint(objects, objects_file)}"
+            f"{info.path}: the model uses layer{'s' if len(unknown_layers) > 1 else ''} {names}, "
+            f"which Keras does not know. {_custom_objects_hint(objects, objects_file)}"
         )
     try:
         if info.architecture is None and not info.config_rewritten:
-            return tf_keras.models.load_model(str(path), custom_objects=objects, compile=False)
+            return tf_keras.models.load_model(str(info.path), custom_objects=objects, compile=False)
         model = tf_keras.models.model_from_json(json.dumps(info.model_config), custom_objects=objects)
-        model.load_weights(str(path))
+        model.load_weights(str(info.path))
         return model
     except Exception as exc:  # Keras raises many types for a model it cannot build
-        message = _first_line(exc)
-        if (info.keras_version or "").startswith("1."):
-            raise ConversionError(
-                f"{path}: was saved by Keras {info.keras_version}, whose layer configs tf-keras "
-                f"cannot rebuild ({type(exc).__name__}). Keras 1 support is planned; until then, "
-                "load the model in Keras 2.0-2.3 and save it again with model.save()."
-            ) from exc
-        if info.lambda_layers and _is_marshal_error(exc):
-            raise ConversionError(
-                f"{path}: the bytecode of Lambda layers ({', '.join(info.lambda_layers)}) was written "
-                f"by another Python version and cannot be loaded here ({type(exc).__name__}: {message}). "
-                "Rebuild the model with the same Lambda functions in this Python and save it again."
-            ) from exc
-        unknown = _UNKNOWN_OBJECT.search(str(exc))
-        if unknown:
-            kind, name = unknown.groups()
-            raise UnknownObjectError(
-                f"{path}: the model uses {kind} '{name}', which Keras does not know. "
-                f"{_custom_objects_hint(objects, objects_file)}"
-            ) from exc
-        source = f"the architecture in {info.architecture} with these weights" if info.architecture else "the model"
-        raise ConversionError(
-            f"{path}: Keras could not build {source} ({type(exc).__name__}: {message}). "
-            "Check that it loads in tf_keras, or rerun with --debug."
-        ) from exc
+        raise _load_error(exc, info, objects, objects_file) from exc
+
+
+def _load_error(exc: Exception, info: KerasFileInfo, objects: dict[str, Any],
+                objects_file: Path | None) -> ConversionError | UnknownObjectError:
+    """The one-line error that says why Keras could not build the model, and what to do."""
+    path, message = info.path, f"{type(exc).__name__}: {_first_line(exc)}"
+    if (info.keras_version or "").startswith("1."):
+        return ConversionError(
+            f"{path}: was saved by Keras {info.keras_version}, whose layer configs tf-keras cannot "
+            f"rebuild ({type(exc).__name__}). Keras 1 support is planned; until then, load the model "
+            "in Keras 2.0-2.3 and save it again with model.save()."
+        )
+    if info.lambda_layers and _is_marshal_error(exc):
+        return ConversionError(
+            f"{path}: the bytecode of Lambda layers ({', '.join(info.lambda_layers)}) was written by "
+            f"another Python version and cannot be loaded here ({message}). Rebuild the model with "
+            "the same Lambda functions in this Python and save it again."
+        )
+    unknown = _UNKNOWN_OBJECT.search(str(exc))
+    if unknown:
+        kind, name = unknown.groups()
+        return UnknownObjectError(
+            f"{path}: the model uses {kind} '{name}', which Keras does not know. "
+            f"{_custom_objects_hint(objects, objects_file)}"
+        )
+    source = f"the architecture in {info.architecture} with these weights" if info.architecture else "the model"
+    return ConversionError(
+        f"{path}: Keras could not build {source} ({message}). "
+        "Check that it loads in tf_keras, or rerun with --debug."
+    )
 
 
 def _custom_objects_hint(objects: dict[str, Any], objects_file: Path | None) -> str:
@@ -169,23 +178,24 @@ def _custom_objects_hint(objects: dict[str, Any], objects_file: Path | None) -> 
     return f"{objects_file} does not define them (it gives: {given}); add them or a CUSTOM_OBJECTS dict."
 
 
-def _unknown_layer_classes(tf_keras, config: Any, objects: dict[str, Any]) -> Iterator[str]:
+def _builtin_layers(tf_keras) -> Callable[[str], Any]:
+    """Keras' own lookup of built-in layer classes by name (``None`` when unknown)."""
+    try:  # a private module of the pinned tf-keras; it knows TensorFlowOpLayer, Functional...
+        from tf_keras.src.layers.serialization import get_builtin_layer
+    except ImportError:
+        return lambda name: getattr(tf_keras.layers, name, None) or tf_keras.utils.get_registered_object(name)
+    return lambda name: get_builtin_layer(name) or tf_keras.utils.get_registered_object(name)
+
+
+def _unknown_layer_classes(config: Any, objects: dict[str, Any], builtin: Callable[[str], Any]) -> Iterator[str]:
     """Yield the layer class names in a model config that neither Keras nor ``objects`` define."""
     layers = config.get("config") if isinstance(config, dict) else None
     layers = layers.get("layers") if isinstance(layers, dict) else layers
-    try:  # Keras' own table of built-in layers (a private module of the pinned tf-keras)
-        from tf_keras.src.layers.serialization import get_builtin_layer
-    except ImportError:
-        def get_builtin_layer(name):
-            return getattr(tf_keras.layers, name, None)
     for layer in layers if isinstance(layers, list) else ():
         name = layer.get("class_name") if isinstance(layer, dict) else None
-        if not isinstance(name, str):
-            continue
-        if not (name in objects or get_builtin_layer(name) is not None
-                or tf_keras.utils.get_registered_object(name) is not None):
+        if isinstance(name, str) and name not in objects and builtin(name) is None:
             yield name
-        yield from _unknown_layer_classes(tf_keras, layer, objects)
+        yield from _unknown_layer_classes(layer, objects, builtin)
 
 
 def _is_marshal_error(exc: BaseException) -> bool:

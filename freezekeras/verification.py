@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from freezekeras.errors import ConversionError
+from freezekeras.graphs import tensor_name
 from freezekeras.results import TensorSpec, Verification
 from freezekeras.tfimport import import_tensorflow
 
@@ -47,7 +48,7 @@ def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, int_high: int =
             value = rng.integers(0, 2, size=shape).astype(bool)
         else:
             value = rng.integers(0, int_high, size=shape)  # e.g. complex: small whole numbers
-        feeds[_tensor_name(spec.name)] = value.astype(dtype)
+        feeds[tensor_name(spec.name)] = value.astype(dtype)
     return feeds
 
 
@@ -68,8 +69,8 @@ def run_graph_def(graph_def: Any, feeds: dict[str, Any], fetches: Sequence[str])
         tf.import_graph_def(graph_def, name="")
     with tf.compat.v1.Session(graph=graph) as session:
         return session.run(
-            [_tensor_name(name) for name in fetches],
-            feed_dict={_tensor_name(name): value for name, value in feeds.items()},
+            [tensor_name(name) for name in fetches],
+            feed_dict={tensor_name(name): value for name, value in feeds.items()},
         )
 
 
@@ -150,7 +151,3 @@ def _concrete(dim: int | None, index: int) -> int:
     if dim is not None:
         return dim
     return BATCH_SIZE if index == 0 else FREE_DIM_SIZE
-
-
-def _tensor_name(name: str) -> str:
-    return name if ":" in name else f"{name}:0"
