@@ -21,7 +21,8 @@ from freezekeras.h5file import HDF5_SIGNATURE, ZIP_SIGNATURE, check_input_path, 
 from freezekeras.loading import KerasSession, keras_session
 from freezekeras.output import AtomicFile, output_path
 from freezekeras.results import ConversionResult, ConvertOptions, InspectResult, TensorSpec
-from freezekeras.verification import verify
+from freezekeras.tfimport import import_tensorflow
+from freezekeras.verification import BATCH_SIZE, FREE_DIM_SIZE, verify
 
 #: Called after each step of a conversion with the step's name and its duration in seconds.
 StepCallback = Callable[[str, float], None]
@@ -193,6 +194,7 @@ def _layer_output_node(model: Any, name: str) -> str | None:
 def _verify(keras: KerasSession, written: Path, inputs, outputs, options: ConvertOptions,
             path: Path):
     graph_def = read_graph_def(written)
+    tf = import_tensorflow()
     try:
         return verify(
             graph_def, inputs, outputs,
@@ -201,6 +203,21 @@ def _verify(keras: KerasSession, written: Path, inputs, outputs, options: Conver
         )
     except ConversionError as exc:
         raise ConversionError(f"{path}: {exc}") from exc
+    except tf.errors.OpError as exc:  # e.g. random inputs too small for the model
+        raise ConversionError(
+            f"{path}: running the model on random inputs for verification failed "
+            f"({_op_error_summary(exc)}; unknown dimensions were given size {FREE_DIM_SIZE}, the batch "
+            f"{BATCH_SIZE}); nothing was written. Pass --no-verify to convert without checking."
+        ) from exc
+
+
+def _op_error_summary(exc: Exception) -> str:
+    """The line of a TensorFlow error that says what went wrong, without its node and stack noise."""
+    noise = ("[[", "Graph execution error", "Detected at node", "Node:", "Original stack trace", "File ")
+    for line in str(getattr(exc, "message", exc)).splitlines():
+        if line.strip() and not line[0].isspace() and not line.startswith(noise):
+            return line.strip()
+    return type(exc).__name__
 
 
 def _verification_error(path: Path, verification) -> VerificationError:

@@ -58,7 +58,9 @@ def _reports_errors(command):
         except Exception as exc:  # a bug, or a failure nothing anticipated
             if debug:
                 traceback.print_exc()
-            _fail(f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+            subject = kwargs.get("model") or kwargs.get("path")
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            _fail(f"{subject}: unexpected {type(exc).__name__}: {detail} "
                   "(rerun with --debug and report it)", EXIT_MODEL_ERROR)
 
     return click.option("--debug", is_flag=True, help="Show tracebacks on errors.")(wrapper)

@@ -719,3 +719,19 @@ def test_serialize_limit_defaults_to_two_gib() -> None:
 
     assert PROTOBUF_LIMIT == 2**31
     assert inspect.signature(serialize).parameters["limit"].default == 2**31
+
+
+def test_model_that_cannot_run_on_the_random_inputs(tmp_path: Path) -> None:
+    """A 40x40 kernel on unknown image sides: the 32x32 verification inputs are too small."""
+    model = tmp_path / "big_kernel.h5"
+    tf_keras.Sequential([tf_keras.Input((None, None, 1)), tf_keras.layers.Conv2D(2, 40),
+                         tf_keras.layers.GlobalMaxPooling2D()]).save(model)
+    before = snapshot(tmp_path)
+
+    result = run_cli("convert", model)
+
+    assert_one_error_line(result, EXIT_MODEL_ERROR, model, "verification failed",
+                          "Computed output size would be negative", "size 32", "--no-verify")
+    assert_nothing_changed(before, tmp_path)
+    kept = run_cli("convert", model, "--no-verify")
+    assert kept.exit_code == EXIT_OK and model.with_suffix(".pb").is_file()
