@@ -52,7 +52,8 @@ def graph_inputs_outputs(graph_def: Any) -> tuple[tuple[TensorSpec, ...], tuple[
 
     Constants, no-ops and placeholders are never outputs. Every output of an
     unconsumed node is listed (``op``, ``op:1``, ...). Dtypes and shapes come
-    from importing the graph into TensorFlow.
+    from importing the graph into TensorFlow; for a graph this TensorFlow
+    cannot import (ops it lacks), from the nodes' attributes.
 
     Returns:
         ``(inputs, outputs)``, each in the graph's node order.
@@ -64,8 +65,13 @@ def graph_inputs_outputs(graph_def: Any) -> tuple[tuple[TensorSpec, ...], tuple[
         n.name for n in graph_def.node if n.name not in consumed and n.op not in _NOT_OUTPUTS
     ]
     graph = tf.Graph()
-    with graph.as_default():
-        tf.import_graph_def(graph_def, name="")
+    try:
+        with graph.as_default():
+            tf.import_graph_def(graph_def, name="")
+    except (ValueError, tf.errors.OpError):  # unknown ops, or a graph that does not validate
+        nodes = {node.name: node for node in graph_def.node}
+        return (tuple(_spec_from_attrs(tf, nodes[name]) for name in input_names),
+                tuple(_spec_from_attrs(tf, nodes[name]) for name in output_names))
     outputs = [
         _tensor_spec(graph, name, index)
         for name in output_names
@@ -92,6 +98,19 @@ def _tensor_spec(graph: Any, name: str, index: int = 0) -> TensorSpec:
     shape = tensor.shape
     dims = None if shape.rank is None else tuple(shape.as_list())
     return TensorSpec(name=name if index == 0 else f"{name}:{index}", dtype=tensor.dtype.name, shape=dims)
+
+
+def _spec_from_attrs(tf: Any, node: Any) -> TensorSpec:
+    """A node's dtype (``dtype`` or ``T`` attribute) and shape (``shape`` attribute), where present."""
+    dtype = "unknown"
+    for key in ("dtype", "T"):
+        if key in node.attr and node.attr[key].type:
+            dtype = tf.dtypes.as_dtype(node.attr[key].type).name
+            break
+    shape = None
+    if "shape" in node.attr and not node.attr["shape"].shape.unknown_rank:
+        shape = tuple(None if dim.size < 0 else dim.size for dim in node.attr["shape"].shape.dim)
+    return TensorSpec(name=node.name, dtype=dtype, shape=shape)
 
 
 def _looks_like_text(data: bytes) -> bool:

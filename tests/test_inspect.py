@@ -111,3 +111,19 @@ def test_outputs_of_one_multi_output_op_are_all_listed(tmp_path):
     listed = freezekeras.inspect(converted.output)
     assert [(s.name, s.shape) for s in listed.outputs] == [
         ("tf.split/split", (None, 2)), ("tf.split/split:1", (None, 2))]
+
+
+def test_graph_with_an_op_this_tensorflow_lacks(frozen_multi_io, tmp_path):
+    """Inputs and outputs are still listed, from the nodes' attributes."""
+    from freezekeras.graphs import read_graph_def
+
+    graph_def = read_graph_def(frozen_multi_io.output)
+    for node in graph_def.node:
+        if node.name == "classes/Softmax":
+            node.op = "MyVendorSoftmax"
+    (tmp_path / "vendor.pb").write_bytes(graph_def.SerializeToString())
+    result = freezekeras.inspect(tmp_path / "vendor.pb")
+    assert [(s.name, s.dtype, s.shape) for s in result.inputs] == [
+        ("features", "float32", (None, 6)), ("tokens", "int32", (None, 5))]
+    assert [(s.name, s.dtype) for s in result.outputs] == [("score/Sigmoid", "float32"), ("classes/Softmax", "float32")]
+    assert result.details["op_histogram"]["MyVendorSoftmax"] == 1
