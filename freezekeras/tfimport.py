@@ -18,10 +18,12 @@ from typing import Iterator
 def import_tensorflow(*, verbose: bool = False) -> ModuleType:
     """Import and return ``tensorflow``, set up for tf-keras (Keras 2).
 
-    ``TF_USE_LEGACY_KERAS=1`` is set before the first import so that
-    ``tf.keras`` is tf-keras. Unless ``verbose``, TensorFlow's C++ log is
-    silenced (``TF_CPP_MIN_LOG_LEVEL=3``, only if the caller did not set it)
-    and its Python logger shows errors only.
+    Only the first import is set up; a TensorFlow the caller imported
+    already is used as it is, its logging untouched. Before that first
+    import, ``TF_USE_LEGACY_KERAS=1`` is set so that ``tf.keras`` is tf-keras,
+    and unless ``verbose`` TensorFlow's log is quieted: ``TF_CPP_MIN_LOG_LEVEL=3``
+    (unless the caller set it), the lines its native libraries print while
+    loading are dropped, and its Python logger shows errors only.
 
     Args:
         verbose: Leave TensorFlow's logging as it is.
@@ -29,14 +31,13 @@ def import_tensorflow(*, verbose: bool = False) -> ModuleType:
     Returns:
         The ``tensorflow`` module.
     """
-    if "tensorflow" not in sys.modules:
-        os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-        if not verbose:
-            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        with _native_stderr_silenced(not verbose):
-            import tensorflow as tf
-    import tensorflow as tf
-
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with _native_stderr_silenced(not verbose):
+        import tensorflow as tf
     if not verbose:
         tf.get_logger().setLevel(logging.ERROR)
         logging.getLogger("absl").setLevel(logging.ERROR)
