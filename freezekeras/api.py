@@ -68,7 +68,7 @@ def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
             ))
         outputs = _select_outputs(keras, options.output_nodes, path)
         with timer.step("freeze"):
-            graph_def = freeze_graph(keras.session, keras.graph, [spec.name for spec in outputs])
+            graph_def = freeze_graph(keras.session, keras.graph, [spec.name for spec in outputs], source=path)
             kept = {node.name for node in graph_def.node}
             inputs = tuple(spec for spec in keras.inputs() if spec.name in kept)
             order_nodes(graph_def, first=[s.name for s in inputs], last=[s.name for s in outputs])

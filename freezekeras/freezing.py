@@ -16,7 +16,8 @@ _VARIABLE_OPS = {"VarHandleOp", "VariableV2", "Variable", "ReadVariableOp", "Var
 _TRAINING_OPS = {"RandomUniform", "RandomStandardNormal", "RandomUniformInt", "TruncatedNormal"}
 
 
-def freeze_graph(session: Any, graph: Any, output_names: Sequence[str]) -> Any:
+def freeze_graph(session: Any, graph: Any, output_names: Sequence[str], *,
+                 source: Path | str = "the model") -> Any:
     """Return the frozen ``GraphDef`` computing ``output_names`` in ``session``.
 
     Variables become constants (``convert_variables_to_constants``), device
@@ -30,6 +31,7 @@ def freeze_graph(session: Any, graph: Any, output_names: Sequence[str]) -> Any:
         session: A ``tf.compat.v1.Session`` holding the variables' values.
         graph: The ``tf.Graph`` to freeze.
         output_names: Node names (``op`` or ``op:index``) to keep.
+        source: The model file, named in the error message.
 
     Returns:
         A ``GraphDef`` with no variables, no devices and only the nodes the
@@ -49,7 +51,10 @@ def freeze_graph(session: Any, graph: Any, output_names: Sequence[str]) -> Any:
         cleaned = graph_util.remove_training_nodes(frozen, protected_nodes=nodes)
         pruned = graph_util.extract_sub_graph(cleaned, nodes)
     except (ValueError, TypeError, AssertionError, tf.errors.OpError) as exc:
-        raise ConversionError(f"TensorFlow could not freeze the graph: {exc}".splitlines()[0]) from exc
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConversionError(
+            f"{source}: TensorFlow could not freeze the graph ({detail}). Rerun with --debug and report it."
+        ) from exc
     pruned.library.CopyFrom(frozen.library)
     pruned.versions.CopyFrom(frozen.versions)
     for node in pruned.node:
@@ -96,20 +101,19 @@ def find_leftovers(graph_def: Any) -> list[str]:
 
     for node in graph_def.node:
         if node.op in _VARIABLE_OPS or node.op.startswith("Assign"):
-            add("variable op", node.name)
+            add("variable ops", node.name)
         if node.op in _TRAINING_OPS:
-            add("random op (Dropout?)", node.name)
+            add("random ops (Dropout?)", node.name)
         if "keras_learning_phase" in node.name:
-            add("learning-phase node", node.name)
+            add("learning-phase nodes", node.name)
         if node.op in {"If", "StatelessIf", "Switch"} and any(
             "learning_phase" in inp or "training" in inp.lower() for inp in _input_nodes(node)
         ):
-            add("training switch", node.name)
+            add("training switches", node.name)
         if node.device:
-            add("device string", node.name)
+            add("device strings", node.name)
     return [
-        f"{len(names)} {kind}{'s' if len(names) > 1 else ''}: {', '.join(names[:3])}"
-        + (", ..." if len(names) > 3 else "")
+        f"{kind}: {len(names)} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
         for kind, names in found.items()
     ]
 

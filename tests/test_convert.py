@@ -174,3 +174,23 @@ def test_callers_keras_models_keep_working(tmp_path):
     model.save(tmp_path / "mine.h5")
     freezekeras.convert(tmp_path / "mine.h5", freezekeras.ConvertOptions(output=tmp_path / "mine.pb"))
     np.testing.assert_array_equal(model.predict(x, verbose=0), before)
+
+
+def test_leftovers_of_the_naive_recipe_are_found(model_dir):
+    """Learning phase set only after building (the copied freeze_session recipe): training switches stay."""
+    import tensorflow as tf
+    import tf_keras
+
+    from freezekeras.freezing import freeze_graph
+    from freezekeras.loading import _keras_classes_restored  # keep later tests' eager models intact
+
+    graph = tf.Graph()
+    with _keras_classes_restored(tf_keras), graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
+        model = tf_keras.models.load_model(model_dir / "conv_bn.h5", compile=False)
+        tf_keras.backend.set_learning_phase(0)
+        naive = freeze_graph(session, graph, [model.outputs[0].op.name])
+        raw = graph.as_graph_def()
+    found = find_leftovers(naive)
+    assert any(line.startswith("learning-phase nodes: ") for line in found), found
+    assert any(line.startswith("training switches: ") for line in found), found
+    assert any(line.startswith("variable ops: ") for line in find_leftovers(raw))
