@@ -133,7 +133,8 @@ def main() -> None:
               help="Compare the frozen graph with Keras' predictions on random inputs.")
 @click.option("--atol", type=click.FloatRange(min=0), metavar="FLOAT",
               help="Largest accepted difference. Default: 1e-4 x the largest Keras output (at least 1e-4).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random verification inputs.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the random verification inputs.")
 @model_options
 @json_option
 @verbose_option

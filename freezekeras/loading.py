@@ -14,7 +14,7 @@ from freezekeras.errors import ConversionError, UnknownObjectError
 from freezekeras.graphs import tensor_name
 from freezekeras.h5file import KerasFileInfo, refuse_lambda_layers
 from freezekeras.results import TensorSpec
-from freezekeras.tfimport import import_tf_keras, import_tensorflow, quiet_warnings
+from freezekeras.tfimport import import_tf_keras, import_tensorflow, quiet
 
 _UNKNOWN_OBJECT = re.compile(
     r"Unknown (layer|activation|activation function|loss|metric|initializer|regularizer|"
@@ -86,7 +86,7 @@ def keras_session(info: KerasFileInfo, *, custom_objects: Path | None = None,
     tf_keras = import_tf_keras(verbose=verbose)
     objects = load_custom_objects(custom_objects) if custom_objects is not None else {}
     graph = tf.Graph()
-    with _keras_classes_restored(tf_keras), graph.as_default(), quiet_warnings(verbose):
+    with _keras_classes_restored(tf_keras), graph.as_default(), quiet(verbose):
         session = tf.compat.v1.Session(graph=graph)
         try:
             with session.as_default():

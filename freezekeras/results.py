@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from freezekeras.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,19 @@ class ConvertOptions:
     custom_objects: Path | None = None
     allow_lambda: bool = False
     verbose: bool = False
+
+    def __post_init__(self) -> None:
+        """Check the values; a single node name is taken as a one-name tuple.
+
+        Raises:
+            UsageError: ``seed`` is negative or ``atol`` is not a finite number >= 0.
+        """
+        if isinstance(self.output_nodes, str):
+            object.__setattr__(self, "output_nodes", (self.output_nodes,))
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise UsageError(f"seed {self.seed!r}: use a whole number of 0 or more (--seed).")
+        if self.atol is not None and not (math.isfinite(self.atol) and self.atol >= 0):
+            raise UsageError(f"atol {self.atol!r}: use a finite number of 0 or more (--atol).")
 
 
 @dataclass(frozen=True)

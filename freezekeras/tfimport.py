@@ -54,12 +54,22 @@ def import_tf_keras(*, verbose: bool = False) -> ModuleType:
 
 
 @contextlib.contextmanager
-def quiet_warnings(verbose: bool) -> Iterator[None]:
-    """Hide Python warnings raised by TensorFlow and Keras unless ``verbose``."""
+def quiet(verbose: bool) -> Iterator[None]:
+    """Hide the warnings TensorFlow and Keras give while we build and freeze, unless ``verbose``.
+
+    Python warnings (Keras' "HDF5 is legacy") and TensorFlow's deprecation
+    notices (``convert_variables_to_constants`` and friends), which it logs
+    even when the caller set up TensorFlow's logging, are hidden within the
+    block only.
+    """
     if verbose:
         yield
         return
-    with warnings.catch_warnings():
+    try:  # TensorFlow's own switch for its deprecation notices (a private module)
+        from tensorflow.python.util.deprecation import silence
+    except ImportError:
+        silence = contextlib.nullcontext
+    with warnings.catch_warnings(), silence():
         warnings.simplefilter("ignore")
         yield
 

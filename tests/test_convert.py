@@ -194,3 +194,24 @@ def test_leftovers_of_the_naive_recipe_are_found(model_dir):
     assert any(line.startswith("learning-phase nodes: ") for line in found), found
     assert any(line.startswith("training switches: ") for line in found), found
     assert any(line.startswith("variable ops: ") for line in find_leftovers(raw))
+
+
+def test_the_api_prints_nothing(model_dir, tmp_path):
+    """A program that imported TensorFlow itself: convert and inspect print nothing of their own."""
+    import subprocess
+    import sys
+
+    program = f"""
+import os, sys
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+import tensorflow as tf, freezekeras
+sys.stderr.write("--- imported ---\\n"); sys.stderr.flush()
+result = freezekeras.convert({str(model_dir / "stacked_lstm.h5")!r},
+                             freezekeras.ConvertOptions(output={str(tmp_path / "m.pb")!r}))
+freezekeras.inspect(result.output)
+freezekeras.inspect({str(model_dir / "stacked_lstm.h5")!r})
+"""
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    assert done.stderr.split("--- imported ---\n", 1)[1] == ""
