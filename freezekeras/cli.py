@@ -6,9 +6,12 @@ are those of :mod:`freezekeras.errors`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import signal
 import sys
 import traceback
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
@@ -88,6 +91,29 @@ def model_options(command):
 
 
 
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C, so no temporary file stays behind."""
+
+
+def _terminate(signum: int, _frame) -> None:
+    raise _Terminated(signum)
+
+
+@contextlib.contextmanager
+def _terminate_cleanly() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into an exception for the duration of a command."""
+    wanted = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    try:
+        previous = {signum: signal.signal(signum, _terminate) for signum in wanted}
+    except ValueError:  # not the main thread: leave signals alone
+        previous = {}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 class _Group(click.Group):
     """A group whose usage errors are one ``freezekeras: error:`` line, exit code 2."""
 
@@ -95,7 +121,12 @@ class _Group(click.Group):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
-            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            with _terminate_cleanly():
+                code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _Terminated as stop:
+            name = signal.Signals(stop.args[0]).name
+            click.echo(f"freezekeras: stopped by {name}; nothing was written", err=True)
+            sys.exit(128 + stop.args[0])
         except _NO_ARGS_IS_HELP as exc:  # bare "freezekeras": the help text, as Click shows it
             exc.show()
             sys.exit(exc.exit_code)

@@ -14,6 +14,10 @@ PROTOBUF_LIMIT = 2**31
 
 _VARIABLE_OPS = {"VarHandleOp", "VariableV2", "Variable", "ReadVariableOp", "VarIsInitializedOp"}
 _TRAINING_OPS = {"RandomUniform", "RandomStandardNormal", "RandomUniformInt", "TruncatedNormal"}
+#: Lookup tables are filled by an initializer op that a frozen graph cannot run by itself.
+_TABLE_OPS = {"HashTable", "HashTableV2", "MutableHashTable", "MutableHashTableV2",
+              "MutableHashTableOfTensors", "MutableHashTableOfTensorsV2", "MutableDenseHashTable",
+              "MutableDenseHashTableV2", "AnonymousHashTable", "AnonymousMutableHashTable"}
 
 
 def freeze_graph(session: Any, graph: Any, output_names: Sequence[str], *,
@@ -38,7 +42,8 @@ def freeze_graph(session: Any, graph: Any, output_names: Sequence[str], *,
         outputs need.
 
     Raises:
-        ConversionError: TensorFlow could not freeze the graph.
+        ConversionError: TensorFlow could not freeze the graph, or the outputs
+            need a lookup table (its initializer would not be in the graph).
     """
     tf = import_tensorflow()
     graph_util = tf.compat.v1.graph_util
@@ -59,6 +64,13 @@ def freeze_graph(session: Any, graph: Any, output_names: Sequence[str], *,
     pruned.versions.CopyFrom(frozen.versions)
     for node in pruned.node:
         node.device = ""
+    tables = [node.name for node in pruned.node if node.op in _TABLE_OPS]
+    if tables:
+        raise ConversionError(
+            f"{source}: the model uses lookup tables ({', '.join(tables[:3])}; StringLookup, "
+            "IntegerLookup or TextVectorization layers), which a frozen graph cannot fill by itself. "
+            "Do the lookup before feeding the graph: save the model without those layers and convert that."
+        )
     return pruned
 
 

@@ -735,3 +735,18 @@ def test_model_that_cannot_run_on_the_random_inputs(tmp_path: Path) -> None:
     assert_nothing_changed(before, tmp_path)
     kept = run_cli("convert", model, "--no-verify")
     assert kept.exit_code == EXIT_OK and model.with_suffix(".pb").is_file()
+
+
+@pytest.mark.parametrize("flags", [(), ("--no-verify",)], ids=["verify", "no-verify"])
+def test_lookup_tables_are_refused(tmp_path: Path, flags: tuple[str, ...]) -> None:
+    """IntegerLookup's table would be empty in a frozen graph: refused, whatever the verification."""
+    model = tmp_path / "lookup.h5"
+    codes = tf_keras.Input((3,), dtype="int64", name="codes")
+    looked_up = tf_keras.layers.IntegerLookup(vocabulary=[7, 8, 9])(codes)
+    tf_keras.Model(codes, tf_keras.layers.Dense(2)(tf.cast(looked_up, "float32"))).save(model)
+    before = snapshot(tmp_path)
+
+    result = run_cli("convert", model, *flags)
+
+    assert_one_error_line(result, EXIT_MODEL_ERROR, model, "lookup tables", "Do the lookup before feeding")
+    assert_nothing_changed(before, tmp_path)

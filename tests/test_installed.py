@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -119,3 +121,22 @@ def test_progress_with_timings_goes_to_a_terminal_stderr(dense_h5, tmp_path):
     assert [line.split(": ")[-1].split(" done")[0] for line in progress] == ["load", "freeze", "write", "verify"]
     assert all(line.startswith(f"freezekeras: {dense_h5}: ") and line.endswith(" s") for line in progress)
     assert done.stdout.decode().startswith(f"wrote {tmp_path / 't.pb'} (")
+
+
+@needs_script
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+def test_a_stopped_conversion_leaves_nothing(model_dir, tmp_path, signum):
+    out = tmp_path / "out"
+    out.mkdir()
+    child = subprocess.Popen([str(FREEZEKERAS), "convert", str(model_dir / "stacked_lstm.h5"), "-o", str(out / "m.pb")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_user_env())
+    deadline = time.monotonic() + 60
+    while not list(out.iterdir()) and time.monotonic() < deadline:  # the temporary file: work has begun
+        time.sleep(0.05)
+    assert list(out.iterdir()), "no temporary file appeared"
+    child.send_signal(signum)
+    stdout, stderr = child.communicate(timeout=120)
+    assert child.returncode in {128 + signum, 130} and stdout == ""
+    assert list(out.iterdir()) == []
+    if signum == signal.SIGTERM:
+        assert stderr.strip().splitlines() == ["freezekeras: stopped by SIGTERM; nothing was written"]
