@@ -71,7 +71,9 @@ def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
             graph_def = freeze_graph(keras.session, keras.graph, [spec.name for spec in outputs], source=path)
             kept = {node.name for node in graph_def.node}
             inputs = tuple(spec for spec in keras.inputs() if spec.name in kept)
+            unused = [spec.name for spec in keras.inputs() if spec.name not in kept]
             order_nodes(graph_def, first=[s.name for s in inputs], last=[s.name for s in outputs])
+        leftovers = find_leftovers(graph_def)
         with timer.step("write"):
             out.write(serialize(graph_def, text=options.text, source=path))
         verification = None
@@ -79,7 +81,7 @@ def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
             with timer.step("verify"):
                 verification = _verify(keras, out.temporary, inputs, outputs, options, path)
             if not verification.passed:
-                raise _verification_error(path, verification)
+                raise _verification_error(path, verification, leftovers)
         out.commit()
     return ConversionResult(
         model=path,
@@ -89,7 +91,9 @@ def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
         node_count=len(graph_def.node),
         size_bytes=target.stat().st_size,
         verification=verification,
-        warnings=tuple(find_leftovers(graph_def)),
+        warnings=tuple(leftovers) + tuple(
+            f"input {name} is not used by the outputs, so the frozen graph has no such node" for name in unused
+        ),
         timings=timer.timings,
     )
 
@@ -158,11 +162,21 @@ def _select_outputs(keras: KerasSession, names: tuple[str, ...], path: Path) -> 
         try:
             op = keras.graph.get_operation_by_name(op_name)
             position = int(index or 0)
-            if position < 0:
-                raise IndexError(position)
-            tensor = op.outputs[position]
-        except (KeyError, ValueError, IndexError):
+        except (KeyError, ValueError):
             raise _unknown_node_error(keras, name, path) from None
+        if not 0 <= position < len(op.outputs):
+            raise UsageError(
+                f"{path}: --output-node {name}: {op_name} has {len(op.outputs) or 'no'} output"
+                f"{'' if len(op.outputs) == 1 else 's'}, so there is nothing to fetch at index {position}. "
+                f"Run 'freezekeras inspect {path}' to list the output nodes."
+            )
+        tensor = op.outputs[position]
+        if tensor.dtype.name in {"resource", "variant"}:
+            raise UsageError(
+                f"{path}: --output-node {name} gives a {tensor.dtype.name} handle (a variable or a "
+                f"container), not values; name the node that reads it instead. Run 'freezekeras "
+                f"inspect {path}' to list the output nodes."
+            )
         dims = None if tensor.shape.rank is None else tuple(tensor.shape.as_list())
         specs.append(TensorSpec(name=name, dtype=tensor.dtype.name, shape=dims))
     return tuple(specs)
@@ -220,13 +234,18 @@ def _op_error_summary(exc: Exception) -> str:
     return type(exc).__name__
 
 
-def _verification_error(path: Path, verification) -> VerificationError:
+def _verification_error(path: Path, verification, leftovers: list[str]) -> VerificationError:
     worst = max(verification.per_output, key=verification.per_output.get)
+    random_ops = [line for line in leftovers if line.startswith("random ops")]
+    if random_ops:  # e.g. Dropout called with training=True: no two runs agree
+        why = (f"The graph draws random numbers at inference ({random_ops[0]}), so no two runs agree; "
+               "pass --no-verify to keep it anyway.")
+    else:
+        why = "Rerun with --debug and report it, or pass --atol or --no-verify to keep the graph anyway."
     return VerificationError(
         f"{path}: the frozen graph's outputs differ from Keras' by up to "
         f"{verification.max_abs_diff:.3g} (output {worst}, tolerance {verification.atol:.3g}); "
-        "nothing was written. Rerun with --debug and report it, or pass --atol or --no-verify "
-        "to keep the graph anyway.",
+        f"nothing was written. {why}",
         verification=verification,
     )
 

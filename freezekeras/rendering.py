@@ -24,8 +24,9 @@ def conversion_text(result: ConversionResult) -> str:
         lines += ["", "verification: skipped (--no-verify)"]
     else:
         shapes = ", ".join(f"{name} {_shape(shape)}" for name, shape in check.input_shapes.items())
+        fed = f"random inputs {shapes}" if shapes else "no inputs"
         lines += ["", f"verification: passed, max |frozen - keras| = {check.max_abs_diff:.3g} "
-                      f"(tolerance {check.atol:.3g}; random inputs {shapes})"]
+                      f"(tolerance {check.atol:.3g}; {fed})"]
     return "\n".join(lines)
 
 

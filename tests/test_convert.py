@@ -215,3 +215,13 @@ freezekeras.inspect({str(model_dir / "stacked_lstm.h5")!r})
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""
     assert done.stderr.split("--- imported ---\n", 1)[1] == ""
+
+
+def test_an_unused_input_is_named_in_the_warnings(tmp_path):
+    import tf_keras
+
+    used, unused = tf_keras.Input((3,), name="used"), tf_keras.Input((2,), name="unused")
+    tf_keras.Model([used, unused], tf_keras.layers.Dense(1, name="y")(used)).save(tmp_path / "m.h5")
+    result = freezekeras.convert(tmp_path / "m.h5", freezekeras.ConvertOptions(output=tmp_path / "m.pb"))
+    assert [s.name for s in result.inputs] == ["used"] and result.verification.passed
+    assert result.warnings == ("input unused is not used by the outputs, so the frozen graph has no such node",)

@@ -477,10 +477,17 @@ def test_bad_output_path(make, dense_h5: Path, tmp_path: Path) -> None:
         pytest.param("does_not_exist", ("--output-node does_not_exist is not in the model's graph",),
                      id="unknown"),
         pytest.param("predictions/Softmx", ("Did you mean predictions/Softmax",), id="typo"),
-        pytest.param("predictions/Softmax:7", ("--output-node predictions/Softmax:7 is not",),
+        pytest.param("predictions/Softmax:7", ("--output-node predictions/Softmax:7: predictions/Softmax "
+                                               "has 1 output, so there is nothing to fetch at index 7",),
                      id="output-index-out-of-range"),
-        pytest.param("predictions/Softmax:-1", ("--output-node predictions/Softmax:-1 is not",),
+        pytest.param("predictions/Softmax:-1", ("predictions/Softmax has 1 output, so there is nothing to "
+                                                "fetch at index -1",),
                      id="negative-output-index"),
+        pytest.param("predictions/kernel/Assign", ("predictions/kernel/Assign has no outputs",),
+                     id="op-without-outputs"),
+        pytest.param("predictions/kernel", ("gives a resource handle (a variable or a container)",
+                                            "name the node that reads it"),
+                     id="variable-handle"),
         pytest.param("predictions/Softmax:x", ("--output-node predictions/Softmax:x is not",),
                      id="output-index-not-a-number"),
     ],
@@ -641,9 +648,28 @@ def test_verification_failure_writes_nothing(random_lambda_h5: Path, tmp_path: P
     result = run_cli("convert", random_lambda_h5, "--allow-lambda")
 
     assert_one_error_line(result, EXIT_VERIFICATION_FAILED, random_lambda_h5,
-                          "outputs differ from Keras'", "nothing was written", "--no-verify", "--atol")
+                          "outputs differ from Keras'", "nothing was written",
+                          "draws random numbers at inference (random ops (Dropout?): 1 (", "--no-verify")
     assert_nothing_changed(before, tmp_path)
     assert sha256(random_lambda_h5) == digest
+
+
+def test_a_difference_over_atol_fails(model_dir: Path, tmp_path: Path) -> None:
+    """conv_bn's frozen graph differs from Keras in the last bits (constant folding): atol 0 rejects it."""
+    import freezekeras
+
+    measured = freezekeras.convert(model_dir / "conv_bn.h5", freezekeras.ConvertOptions(
+        output=tmp_path / "measured.pb")).verification.max_abs_diff
+    if measured == 0:
+        pytest.skip("the frozen graph and Keras agree bit for bit on this machine: no difference to exceed")
+    before = snapshot(tmp_path)
+
+    result = run_cli("convert", model_dir / "conv_bn.h5", "-o", tmp_path / "strict.pb", "--atol", "0")
+
+    assert_one_error_line(result, EXIT_VERIFICATION_FAILED, model_dir / "conv_bn.h5",
+                          f"differ from Keras' by up to {measured:.3g} (output logits/BiasAdd, tolerance 0)",
+                          "nothing was written", "report it", "--atol", "--no-verify")
+    assert_nothing_changed(before, tmp_path)
 
 
 def test_no_verify_keeps_graph_and_warns_of_random_op(random_lambda_h5: Path, tmp_path: Path) -> None:
