@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from freezekeras.errors import ConversionError, UsageError, VerificationError
+from freezekeras.errors import ConversionError, UsageError, VerificationError, error_summary
 from freezekeras.freezing import find_leftovers, freeze_graph, order_nodes, serialize
 from freezekeras.graphs import graph_inputs_outputs, op_histogram, read_graph_def
 from freezekeras.h5file import HDF5_SIGNATURE, ZIP_SIGNATURE, check_input_path, read_keras_file
@@ -220,18 +220,9 @@ def _verify(keras: KerasSession, written: Path, inputs, outputs, options: Conver
     except tf.errors.OpError as exc:  # e.g. random inputs too small for the model
         raise ConversionError(
             f"{path}: running the model on random inputs for verification failed "
-            f"({_op_error_summary(exc)}; unknown dimensions were given size {FREE_DIM_SIZE}, the batch "
+            f"({error_summary(exc)}; unknown dimensions were given size {FREE_DIM_SIZE}, the batch "
             f"{BATCH_SIZE}); nothing was written. Pass --no-verify to convert without checking."
         ) from exc
-
-
-def _op_error_summary(exc: Exception) -> str:
-    """The line of a TensorFlow error that says what went wrong, without its node and stack noise."""
-    noise = ("[[", "Graph execution error", "Detected at node", "Node:", "Original stack trace", "File ")
-    for line in str(getattr(exc, "message", exc)).splitlines():
-        if line.strip() and not line[0].isspace() and not line.startswith(noise):
-            return line.strip()
-    return type(exc).__name__
 
 
 def _verification_error(path: Path, verification, leftovers: list[str]) -> VerificationError:

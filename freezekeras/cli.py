@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from freezekeras import __version__
-from freezekeras.errors import EXIT_MODEL_ERROR, EXIT_OK, EXIT_USAGE_ERROR, FreezeKerasError
+from freezekeras.errors import EXIT_MODEL_ERROR, EXIT_OK, EXIT_USAGE_ERROR, FreezeKerasError, error_summary
 
 DEPENDENCIES = ("tensorflow", "tf-keras", "h5py", "protobuf")
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # Click 8.2+
@@ -62,8 +62,7 @@ def _reports_errors(command):
             if debug:
                 traceback.print_exc()
             subject = kwargs.get("model") or kwargs.get("path")
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            _fail(f"{subject}: unexpected {type(exc).__name__}: {detail} "
+            _fail(f"{subject}: unexpected {type(exc).__name__}: {error_summary(exc)} "
                   "(rerun with --debug and report it)", EXIT_MODEL_ERROR)
 
     return click.option("--debug", is_flag=True, help="Show tracebacks on errors.")(wrapper)

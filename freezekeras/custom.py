@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from freezekeras.errors import ConversionError, UsageError
+from freezekeras.errors import ConversionError, UsageError, error_summary
 
 
 def load_custom_objects(path: Path) -> dict[str, Any]:
@@ -30,6 +30,8 @@ def load_custom_objects(path: Path) -> dict[str, Any]:
         UsageError: The file does not exist, or ``CUSTOM_OBJECTS`` is not a dict.
         ConversionError: Running the file raised an exception.
     """
+    if path.is_dir():
+        raise UsageError(f"{path}: is a directory; --custom-objects takes a Python file (.py).")
     if not path.is_file():
         raise UsageError(f"{path}: no such file (given as --custom-objects). Check the path.")
     name = f"freezekeras_custom_objects_{abs(hash(str(path.resolve())))}"
@@ -44,7 +46,7 @@ def load_custom_objects(path: Path) -> dict[str, Any]:
         sys.modules.pop(name, None)
         raise ConversionError(
             f"{path}: running the --custom-objects file failed ({type(exc).__name__}: "
-            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}). Fix it and try again."
+            f"{error_summary(exc)}). Fix it and try again."
         ) from exc
     declared = getattr(module, "CUSTOM_OBJECTS", None)
     if declared is not None:

@@ -26,6 +26,19 @@ EXIT_USAGE_ERROR = 2
 EXIT_VERIFICATION_FAILED = 3
 
 
+def error_summary(exc: BaseException) -> str:
+    """The first line of an error that says what went wrong.
+
+    TensorFlow's errors start with "Graph execution error:" and carry node
+    names and stack traces; those lines are skipped.
+    """
+    noise = ("[[", "Graph execution error", "Detected at node", "Node:", "Original stack trace", "File ")
+    for line in str(getattr(exc, "message", None) or exc).splitlines():
+        if line.strip() and not line[0].isspace() and not line.startswith(noise):
+            return line.strip()[:300]
+    return type(exc).__name__
+
+
 class FreezeKerasError(Exception):
     """Base class of every error freezekeras raises on purpose.
 

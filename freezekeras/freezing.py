@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from freezekeras.errors import ConversionError, GraphTooLargeError
+from freezekeras.errors import ConversionError, GraphTooLargeError, error_summary
 from freezekeras.tfimport import import_tensorflow
 
 #: protobuf cannot parse a message of 2 GiB or more; such a file cannot be read back.
@@ -56,9 +56,9 @@ def freeze_graph(session: Any, graph: Any, output_names: Sequence[str], *,
         cleaned = graph_util.remove_training_nodes(frozen, protected_nodes=nodes)
         pruned = graph_util.extract_sub_graph(cleaned, nodes)
     except (ValueError, TypeError, AssertionError, tf.errors.OpError) as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConversionError(
-            f"{source}: TensorFlow could not freeze the graph ({detail}). Rerun with --debug and report it."
+            f"{source}: TensorFlow could not freeze the graph ({error_summary(exc)}). "
+            "Rerun with --debug and report it."
         ) from exc
     pruned.library.CopyFrom(frozen.library)
     pruned.versions.CopyFrom(frozen.versions)

@@ -18,6 +18,7 @@ from freezekeras.errors import (
     ModelFileError,
     UsageError,
     WeightsOnlyError,
+    error_summary,
 )
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -104,7 +105,7 @@ def read_keras_file(path: Path, *, architecture: Path | None = None) -> KerasFil
             backend = _text(attrs.get("backend"))
     except OSError as exc:
         raise ModelFileError(
-            f"{path}: the HDF5 file is damaged or truncated ({_first_line(exc)}). "
+            f"{path}: the HDF5 file is damaged or truncated ({error_summary(exc)}). "
             "Copy or download it again."
         ) from exc
     if architecture is not None:
@@ -146,7 +147,7 @@ def read_architecture(path: Path) -> dict[str, Any]:
             config = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise ModelFileError(
-                f"{path}: is not valid YAML ({_first_line(exc)}). Pass the file model.to_yaml() wrote."
+                f"{path}: is not valid YAML ({error_summary(exc)}). Pass the file model.to_yaml() wrote."
             ) from exc
         return _check_config(path, config, "the architecture file")
     return _parse_config(path, path.read_bytes().decode("utf-8", errors="replace"), "the architecture file")
@@ -220,7 +221,7 @@ def _parse_config(path: Path, text: str | None, what: str = "the model_config at
         config = json.loads(text or "")
     except ValueError as exc:
         raise ModelFileError(
-            f"{path}: {what} is not valid JSON ({_first_line(exc)}). "
+            f"{path}: {what} is not valid JSON ({error_summary(exc)}). "
             f"The file is damaged; {RESAVE_HINT}."
         ) from exc
     return _check_config(path, config, what)
@@ -244,10 +245,6 @@ def _text(value: Any) -> str | None:
         return _text(value.item())
     return str(value)
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
 
 
 __all__ = [

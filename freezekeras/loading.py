@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from freezekeras.custom import load_custom_objects
-from freezekeras.errors import ConversionError, UnknownObjectError
+from freezekeras.errors import ConversionError, UnknownObjectError, error_summary
 from freezekeras.graphs import tensor_name
 from freezekeras.h5file import KerasFileInfo, refuse_lambda_layers
 from freezekeras.results import TensorSpec
@@ -143,7 +143,7 @@ def _load_model(tf_keras, info: KerasFileInfo, objects: dict[str, Any], objects_
 def _load_error(exc: Exception, info: KerasFileInfo, objects: dict[str, Any],
                 objects_file: Path | None) -> ConversionError | UnknownObjectError:
     """The one-line error that says why Keras could not build the model, and what to do."""
-    path, message = info.path, f"{type(exc).__name__}: {_first_line(exc)}"
+    path, message = info.path, f"{type(exc).__name__}: {error_summary(exc)}"
     if (info.keras_version or "").startswith("1."):
         return ConversionError(
             f"{path}: was saved by Keras {info.keras_version}, whose layer configs tf-keras cannot "
@@ -207,8 +207,3 @@ def _spec(tensor, layer_name: str) -> TensorSpec:
     dims = None if shape.rank is None else tuple(shape.as_list())
     node = tensor.op.name if tensor.value_index == 0 else tensor.name
     return TensorSpec(name=node, dtype=tensor.dtype.name, shape=dims, layer=layer_name)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from pathlib import Path
 
 from freezekeras.errors import OutputError
@@ -28,6 +29,8 @@ def output_path(model: Path, output: Path | None, *, text: bool) -> Path:
         target = output / (model.stem + suffix)
     else:
         target = output
+    if target.is_symlink():  # write to the file the link points at, and keep the link
+        target = Path(os.path.realpath(target))
     if target.resolve() == model.resolve():
         raise OutputError(
             f"{target}: the output path is the input model; choose another path with -o."
@@ -77,8 +80,10 @@ class AtomicFile:
             raise OutputError(f"{self.target}: writing failed ({exc.strerror}); free space or choose another -o.") from exc
 
     def commit(self) -> None:
-        """Move the temporary file to the target path."""
+        """Move the temporary file to the target path, keeping a replaced file's permissions."""
         try:
+            if self.target.is_file():
+                os.chmod(self.temporary, stat.S_IMODE(self.target.stat().st_mode))
             os.replace(self.temporary, self.target)
         except OSError as exc:
             raise OutputError(f"{self.target}: cannot replace the file ({exc.strerror}); choose another -o.") from exc

@@ -225,3 +225,17 @@ def test_an_unused_input_is_named_in_the_warnings(tmp_path):
     result = freezekeras.convert(tmp_path / "m.h5", freezekeras.ConvertOptions(output=tmp_path / "m.pb"))
     assert [s.name for s in result.inputs] == ["used"] and result.verification.passed
     assert result.warnings == ("input unused is not used by the outputs, so the frozen graph has no such node",)
+
+
+def test_output_through_a_symlink_and_permissions_of_a_replaced_file(dense_h5, tmp_path):
+    import os
+
+    real = tmp_path / "real.pb"
+    real.write_bytes(b"old")
+    os.chmod(real, 0o600)
+    link = tmp_path / "link.pb"
+    link.symlink_to(real)
+    result = freezekeras.convert(dense_h5, freezekeras.ConvertOptions(output=link, verify=False))
+    assert link.is_symlink() and result.output == real
+    assert real.stat().st_size == result.size_bytes > 3
+    assert oct(real.stat().st_mode & 0o777) == oct(0o600)
