@@ -121,10 +121,13 @@ def test_custom_objects_missing_a_class_names_both(custom_module, tmp_path):
     ("raise RuntimeError('boom')\n", EXIT_MODEL_ERROR, "running the --custom-objects file failed (RuntimeError: boom)"),
     ("CUSTOM_OBJECTS = ['Scale']\n", EXIT_USAGE_ERROR, "CUSTOM_OBJECTS must be a dict"),
     (None, EXIT_USAGE_ERROR, "no such file (given as --custom-objects)"),
+    ("<a folder>", EXIT_USAGE_ERROR, "is a directory; --custom-objects takes a Python file"),
 ])
 def test_bad_custom_objects_file(dense_h5, tmp_path, content, code, phrase):
     objects = tmp_path / "objects.py"
-    if content is not None:
+    if content == "<a folder>":
+        objects.mkdir()
+    elif content is not None:
         objects.write_text(content)
     result = CliRunner().invoke(main, ["convert", str(dense_h5), "--custom-objects", str(objects)])
     assert result.exit_code == code
