@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,36 @@ def build_nested(path: Path) -> Path:
     out = keras.layers.Dense(3, activation="softmax", name="probs")(inner(image))
     keras.Model(image, out, name="outer").save(path)
     return path
+
+
+#: A custom layer and a custom activation, as a user keeps them in a .py file.
+CUSTOM_CODE = textwrap.dedent('''
+    import tensorflow as tf
+    import tf_keras
+
+
+    class Scale(tf_keras.layers.Layer):
+        def __init__(self, factor=2.0, **kwargs):
+            super().__init__(**kwargs)
+            self.factor = factor
+
+        def call(self, inputs):
+            return inputs * self.factor
+
+        def get_config(self):
+            return {**super().get_config(), "factor": self.factor}
+
+
+    def soft_clip(x):
+        return 3.0 * tf.tanh(x / 3.0)
+''')
+
+
+def custom_namespace() -> dict:
+    """The objects CUSTOM_CODE defines (Scale, soft_clip), run in this process."""
+    namespace: dict = {}
+    exec(compile(CUSTOM_CODE, "my_layers.py", "exec"), namespace)
+    return namespace
 
 
 BUILDERS = {

@@ -37,6 +37,8 @@ from freezekeras.errors import (
 from freezekeras.freezing import PROTOBUF_LIMIT, serialize
 from freezekeras.h5file import find_lambda_layers
 
+from conftest import custom_namespace
+
 PREFIX = "freezekeras: error: "
 WARNING = "freezekeras: warning: "
 
@@ -106,19 +108,8 @@ def build_weights_only(path: Path) -> Path:
 
 
 def build_custom_layer(path: Path) -> Path:
-    class Scale(tf_keras.layers.Layer):
-        def __init__(self, factor: float = 2.0, **kwargs):
-            super().__init__(**kwargs)
-            self.factor = factor
-
-        def call(self, inputs):
-            return inputs * self.factor
-
-        def get_config(self):
-            return {**super().get_config(), "factor": self.factor}
-
-    model = tf_keras.Sequential([tf_keras.Input((3,)), Scale(name="scale"), tf_keras.layers.Dense(2)])
-    model.save(path)
+    scale = custom_namespace()["Scale"]
+    tf_keras.Sequential([tf_keras.Input((3,)), scale(name="scale"), tf_keras.layers.Dense(2)]).save(path)
     return path
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 
 import numpy as np
 import pytest
@@ -13,28 +12,8 @@ import freezekeras
 from freezekeras.cli import main
 from freezekeras.errors import EXIT_MODEL_ERROR, EXIT_USAGE_ERROR
 
-from conftest import own_inputs, run_frozen
+from conftest import CUSTOM_CODE, custom_namespace, own_inputs, run_frozen
 
-CUSTOM_CODE = textwrap.dedent('''
-    import tensorflow as tf
-    import tf_keras
-
-
-    class Scale(tf_keras.layers.Layer):
-        def __init__(self, factor=2.0, **kwargs):
-            super().__init__(**kwargs)
-            self.factor = factor
-
-        def call(self, inputs):
-            return inputs * self.factor
-
-        def get_config(self):
-            return {**super().get_config(), "factor": self.factor}
-
-
-    def soft_clip(x):
-        return 3.0 * tf.tanh(x / 3.0)
-''')
 
 
 @pytest.fixture
@@ -42,9 +21,7 @@ def custom_module(tmp_path):
     """The custom layer and activation as a user would keep them: a .py file, imported in the test too."""
     path = tmp_path / "my_layers.py"
     path.write_text(CUSTOM_CODE)
-    namespace: dict = {}
-    exec(compile(CUSTOM_CODE, str(path), "exec"), namespace)
-    return path, namespace
+    return path, custom_namespace()
 
 
 def _custom_model(namespace, path):
