@@ -89,7 +89,6 @@ def model_options(command):
     return command
 
 
-
 class _Terminated(BaseException):
     """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C, so no temporary file stays behind."""
 

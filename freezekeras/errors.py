@@ -15,6 +15,7 @@ code  meaning
 2     usage error: a path or option on the command line is wrong
 3     verification failed: the frozen graph does not compute what
       the Keras model computes
+130   stopped by Ctrl-C; 128 + N for signal N (SIGTERM: 143)
 ====  ==========================================================
 """
 
