@@ -168,6 +168,29 @@ def keras_predict(path: Path, inputs: list) -> list:
     return outputs if isinstance(outputs, list) else [outputs]
 
 
+def naive_freeze(path: Path):
+    """Freeze ``path`` the way the widely copied ``freeze_session`` recipe does.
+
+    The learning phase is set only after the model is built, so Dropout and
+    BatchNormalization keep their training switches. Returns the GraphDef.
+    """
+    import warnings
+
+    import tensorflow as tf
+    import tf_keras
+
+    from freezekeras.freezing import freeze_graph
+    from freezekeras.loading import _keras_classes_restored  # keep later tests' eager models intact
+
+    graph = tf.Graph()
+    with _keras_classes_restored(tf_keras), graph.as_default(), tf.compat.v1.Session(graph=graph) as session, \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # set_learning_phase is deprecated: that is the point
+        model = tf_keras.models.load_model(path, compile=False)
+        tf_keras.backend.set_learning_phase(0)  # too late: the layers are built
+        return freeze_graph(session, graph, [model.outputs[0].op.name]), graph.as_graph_def()
+
+
 def own_inputs(specs, *, seed: int, batch: int = 3, free_dim: int = 24, int_high: int = 2) -> list:
     """Inputs a test chooses itself (not freezekeras' verification inputs).
 

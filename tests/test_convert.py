@@ -13,7 +13,7 @@ from freezekeras.cli import main
 from freezekeras.freezing import find_leftovers
 from freezekeras.graphs import read_graph_def
 
-from conftest import BUILDERS, keras_predict, own_inputs, run_frozen
+from conftest import BUILDERS, keras_predict, naive_freeze, own_inputs, run_frozen
 
 FORBIDDEN_OPS = {"VarHandleOp", "VariableV2", "ReadVariableOp", "RandomUniform", "If", "StatelessIf", "Switch"}
 
@@ -178,23 +178,11 @@ def test_callers_keras_models_keep_working(tmp_path):
 
 def test_leftovers_of_the_naive_recipe_are_found(model_dir):
     """Learning phase set only after building (the copied freeze_session recipe): training switches stay."""
-    import tensorflow as tf
-    import tf_keras
-
-    from freezekeras.freezing import freeze_graph
-    from freezekeras.loading import _keras_classes_restored  # keep later tests' eager models intact
-
-    graph = tf.Graph()
-    with _keras_classes_restored(tf_keras), graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
-        model = tf_keras.models.load_model(model_dir / "conv_bn.h5", compile=False)
-        tf_keras.backend.set_learning_phase(0)
-        naive = freeze_graph(session, graph, [model.outputs[0].op.name])
-        raw = graph.as_graph_def()
+    naive, raw = naive_freeze(model_dir / "conv_bn.h5")
     found = find_leftovers(naive)
     assert any(line.startswith("learning-phase nodes: ") for line in found), found
     assert any(line.startswith("training switches: ") for line in found), found
     assert any(line.startswith("variable ops: ") for line in find_leftovers(raw))
-
 
 def test_the_api_prints_nothing(model_dir, tmp_path):
     """A program that imported TensorFlow itself: convert and inspect print nothing of their own."""

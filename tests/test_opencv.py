@@ -7,7 +7,7 @@ import pytest
 
 import freezekeras
 
-from conftest import keras_predict
+from conftest import keras_predict, naive_freeze
 
 cv2 = pytest.importorskip("cv2", reason="opencv-python-headless is not installed (it is in the test extras)")
 
@@ -27,17 +27,7 @@ def test_opencv_reads_and_runs_the_frozen_graph(model_dir, tmp_path, name):
 def test_opencv_refuses_the_naive_recipes_graph(model_dir, tmp_path):
     """The claim behind inference-mode building: a graph frozen with the learning phase set too late
     keeps If nodes on keras_learning_phase, and OpenCV cannot read it."""
-    import tensorflow as tf
-    import tf_keras
-
-    from freezekeras.freezing import freeze_graph
-    from freezekeras.loading import _keras_classes_restored
-
-    graph = tf.Graph()
-    with _keras_classes_restored(tf_keras), graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
-        model = tf_keras.models.load_model(model_dir / "conv_bn.h5", compile=False)
-        tf_keras.backend.set_learning_phase(0)  # too late: the layers are built
-        naive = freeze_graph(session, graph, [model.outputs[0].op.name])
+    naive, _ = naive_freeze(model_dir / "conv_bn.h5")
     assert any(node.op in {"If", "StatelessIf"} for node in naive.node)
     (tmp_path / "naive.pb").write_bytes(naive.SerializeToString())
     with pytest.raises(cv2.error):
