@@ -74,6 +74,7 @@ def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
             unused = [spec.name for spec in keras.inputs() if spec.name not in kept]
             order_nodes(graph_def, first=[s.name for s in inputs], last=[s.name for s in outputs])
         leftovers = find_leftovers(graph_def)
+        stateful = _stateful_layers(keras.model)
         with timer.step("write"):
             out.write(serialize(graph_def, text=options.text, source=path))
         verification = None
@@ -93,6 +94,9 @@ def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
         verification=verification,
         warnings=tuple(leftovers) + tuple(
             f"input {name} is not used by the outputs, so the frozen graph has no such node" for name in unused
+        ) + tuple(
+            f"stateful layer {name} is frozen with its state at zero: every run starts afresh"
+            for name in stateful
         ),
         timings=timer.timings,
     )
@@ -213,7 +217,7 @@ def _verify(keras: KerasSession, written: Path, inputs, outputs, options: Conver
         return verify(
             graph_def, inputs, outputs,
             reference=lambda feeds: keras.run([spec.name for spec in outputs], feeds),
-            seed=options.seed, int_high=_embedding_limit(keras.model), atol=options.atol,
+            seed=options.seed, int_high=_integer_input_limit(keras.model), atol=options.atol,
         )
     except ConversionError as exc:
         raise ConversionError(f"{path}: {exc}") from exc
@@ -241,19 +245,29 @@ def _verification_error(path: Path, verification, leftovers: list[str]) -> Verif
     )
 
 
-def _embedding_limit(model: Any, default: int = 10) -> int:
-    """The smallest Embedding ``input_dim`` in ``model`` (nested too), capped at ``default``."""
-    limit = default
+def _all_layers(model: Any) -> Iterator[Any]:
+    """Every layer of ``model``: nested models' and wrapped (TimeDistributed, Bidirectional) ones too."""
     stack = list(model.layers)
     while stack:
         layer = stack.pop()
+        yield layer
         stack.extend(getattr(layer, "layers", []))
-        inner = getattr(layer, "layer", None)  # TimeDistributed, Bidirectional
-        if inner is not None:
-            stack.append(inner)
-        if type(layer).__name__ == "Embedding":
-            limit = min(limit, int(layer.input_dim))
-    return max(limit, 1)
+        for attribute in ("layer", "forward_layer", "backward_layer"):
+            inner = getattr(layer, attribute, None)
+            if inner is not None:
+                stack.append(inner)
+
+
+def _integer_input_limit(model: Any, default: int = 10) -> int:
+    """Random integer inputs stay below this: the smallest Embedding or CategoryEncoding size, at most ``default``."""
+    sizes = [getattr(layer, "input_dim", None) if type(layer).__name__ == "Embedding"
+             else getattr(layer, "num_tokens", None) if type(layer).__name__ == "CategoryEncoding"
+             else None for layer in _all_layers(model)]
+    return max(1, min([default] + [int(size) for size in sizes if size]))
+
+
+def _stateful_layers(model: Any) -> list[str]:
+    return sorted({layer.name for layer in _all_layers(model) if getattr(layer, "stateful", False)})
 
 
 def _path_or_none(value: str | os.PathLike | None) -> Path | None:

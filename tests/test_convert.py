@@ -227,3 +227,24 @@ def test_output_through_a_symlink_and_permissions_of_a_replaced_file(dense_h5, t
     assert link.is_symlink() and result.output == real
     assert real.stat().st_size == result.size_bytes > 3
     assert oct(real.stat().st_mode & 0o777) == oct(0o600)
+
+
+def test_integer_inputs_stay_inside_the_smallest_encoding(tmp_path):
+    """CategoryEncoding(num_tokens=4) rejects 4 and above: the verification inputs stay below it."""
+    import tf_keras
+
+    codes = tf_keras.Input((3,), dtype="int32", name="codes")
+    encoded = tf_keras.layers.CategoryEncoding(num_tokens=4, output_mode="count")(codes)
+    tf_keras.Model(codes, tf_keras.layers.Dense(2, name="y")(encoded)).save(tmp_path / "m.h5")
+    result = freezekeras.convert(tmp_path / "m.h5", freezekeras.ConvertOptions(output=tmp_path / "m.pb"))
+    assert result.verification.passed
+
+
+def test_stateful_layers_are_named_in_the_warnings(tmp_path):
+    import tf_keras
+
+    tf_keras.Sequential([tf_keras.Input((5, 2), batch_size=4), tf_keras.layers.LSTM(3, stateful=True, name="memory"),
+                         ]).save(tmp_path / "m.h5")
+    result = freezekeras.convert(tmp_path / "m.h5", freezekeras.ConvertOptions(output=tmp_path / "m.pb"))
+    assert result.verification.passed
+    assert result.warnings == ("stateful layer memory is frozen with its state at zero: every run starts afresh",)
