@@ -230,7 +230,6 @@ def _verify(keras: KerasSession, written: Path, inputs, outputs, options: Conver
 
 
 def _verification_error(path: Path, verification, leftovers: list[str]) -> VerificationError:
-    worst = max(verification.per_output, key=verification.per_output.get)
     random_ops = [line for line in leftovers if line.startswith("random ops")]
     if random_ops:  # e.g. Dropout called with training=True: no two runs agree
         why = (f"The graph draws random numbers at inference ({random_ops[0]}), so no two runs agree; "
@@ -239,7 +238,7 @@ def _verification_error(path: Path, verification, leftovers: list[str]) -> Verif
         why = "Rerun with --debug and report it, or pass --atol or --no-verify to keep the graph anyway."
     return VerificationError(
         f"{path}: the frozen graph's outputs differ from Keras' by up to "
-        f"{verification.max_abs_diff:.3g} (output {worst}, tolerance {verification.atol:.3g}); "
+        f"{verification.max_abs_diff:.3g} (output {verification.worst_output}, tolerance {verification.atol:.3g}); "
         f"nothing was written. {why}",
         verification=verification,
     )

@@ -90,6 +90,11 @@ class ConvertOptions:
             raise UsageError(f"atol {self.atol!r}: use a finite number of 0 or more (--atol).")
 
 
+def severity(difference: float) -> float:
+    """Order differences worst first: NaN (one side only) ranks above any number."""
+    return math.inf if math.isnan(difference) else difference
+
+
 @dataclass(frozen=True)
 class Verification:
     """How the frozen graph's outputs compare with the Keras model's.
@@ -107,6 +112,11 @@ class Verification:
     atol: float
     per_output: dict[str, float] = field(default_factory=dict)
     input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+    @property
+    def worst_output(self) -> str | None:
+        """The output with the largest difference (``None`` for a model without outputs)."""
+        return max(self.per_output, key=lambda name: severity(self.per_output[name]), default=None)
 
     def to_json(self) -> dict[str, Any]:
         """Return the JSON form of this result."""

@@ -7,7 +7,7 @@ from typing import Any
 
 from freezekeras.errors import ConversionError
 from freezekeras.graphs import tensor_name
-from freezekeras.results import TensorSpec, Verification
+from freezekeras.results import TensorSpec, Verification, severity
 from freezekeras.tfimport import import_tensorflow
 
 #: Size given to an unknown batch dimension in the random inputs.
@@ -79,7 +79,8 @@ def compare(names: Sequence[str], expected: Sequence[Any], actual: Sequence[Any]
             ) -> Verification:
     """Compare the frozen graph's outputs with Keras' own.
 
-    NaNs in the same places count as equal; a shape mismatch fails.
+    NaNs (and infinities) in the same places count as equal; a NaN on one
+    side only, or a shape mismatch, fails.
 
     Args:
         names: Output names, for the per-output report.
@@ -98,18 +99,17 @@ def compare(names: Sequence[str], expected: Sequence[Any], actual: Sequence[Any]
         if want.shape != got.shape:
             per_output[name] = float("inf")
             continue
+        want, got = want.astype(np.float64), got.astype(np.float64)
         finite = np.isfinite(want)
         if finite.any():
-            scale = max(scale, float(np.max(np.abs(want[finite].astype(np.float64)))))
-        diff = np.abs(want.astype(np.float64) - got.astype(np.float64))
-        same_nan = np.isnan(want.astype(np.float64)) & np.isnan(got.astype(np.float64))
-        diff = np.where(same_nan, 0.0, diff)
+            scale = max(scale, float(np.max(np.abs(want[finite]))))
+        same = (want == got) | (np.isnan(want) & np.isnan(got))  # equal infinities, NaN for NaN
+        diff = np.where(same, 0.0, np.abs(want - got))  # NaN where only one side is NaN
         per_output[name] = float(np.max(diff)) if diff.size else 0.0
     tolerance = atol if atol is not None else RELATIVE_ATOL * scale
-    worst = max(per_output.values(), default=0.0)
     return Verification(
-        passed=bool(worst <= tolerance),  # NaN differences fail too
-        max_abs_diff=worst,
+        passed=all(diff <= tolerance for diff in per_output.values()),  # NaN fails
+        max_abs_diff=max(per_output.values(), key=severity, default=0.0),
         atol=tolerance,
         per_output=per_output,
         input_shapes=dict(input_shapes or {}),

@@ -59,3 +59,32 @@ def test_nans_in_the_same_places_are_equal_but_new_nans_fail():
 def test_shape_mismatch_fails():
     result = compare(["y"], [np.zeros((2, 3))], [np.zeros((3, 2))])
     assert math.isinf(result.max_abs_diff) and not result.passed
+
+
+def test_a_nan_in_any_output_fails():
+    """Whatever the order of the outputs (max() alone skips a NaN that comes after a number)."""
+    zeros = np.zeros(2)
+    for actual in ([zeros, np.array([np.nan, 0.0])], [np.array([np.nan, 0.0]), zeros]):
+        result = compare(["a", "b"], [zeros, zeros], actual)
+        assert not result.passed and math.isnan(result.max_abs_diff)
+        assert result.worst_output == ("b" if np.isnan(actual[1][0]) else "a")
+
+
+def test_equal_infinities_are_equal():
+    assert compare(["y"], [np.array([np.inf, 1.0])], [np.array([np.inf, 1.0])]).passed
+    assert not compare(["y"], [np.array([np.inf])], [np.array([-np.inf])]).passed
+
+
+def test_failure_messages_say_what_to_do():
+    from pathlib import Path
+
+    from freezekeras.api import _verification_error
+
+    result = compare(["probs/Softmax"], [np.zeros(3)], [np.full(3, 0.5)])
+    plain = str(_verification_error(Path("m.h5"), result, []))
+    assert plain == ("m.h5: the frozen graph's outputs differ from Keras' by up to 0.5 (output probs/Softmax, "
+                     "tolerance 0.0001); nothing was written. Rerun with --debug and report it, or pass --atol "
+                     "or --no-verify to keep the graph anyway.")
+    noisy = str(_verification_error(Path("m.h5"), result, ["random ops (Dropout?): 1 (noise/RandomUniform)"]))
+    assert noisy.endswith("The graph draws random numbers at inference (random ops (Dropout?): 1 "
+                          "(noise/RandomUniform)), so no two runs agree; pass --no-verify to keep it anyway.")
