@@ -17,7 +17,13 @@ from typing import Any
 from freezekeras.errors import ConversionError, UsageError, VerificationError, error_summary
 from freezekeras.freezing import find_leftovers, freeze_graph, order_nodes, serialize
 from freezekeras.graphs import graph_inputs_outputs, op_histogram, read_graph_def
-from freezekeras.h5file import HDF5_SIGNATURE, ZIP_SIGNATURE, check_input_path, read_keras_file
+from freezekeras.h5file import (
+    HDF5_SIGNATURE,
+    ZIP_SIGNATURE,
+    check_input_path,
+    read_keras_file,
+    refuse_theano_convolutions,
+)
 from freezekeras.loading import KerasSession, keras_session
 from freezekeras.output import AtomicFile, output_path
 from freezekeras.results import ConversionResult, ConvertOptions, InspectResult, TensorSpec
@@ -58,6 +64,7 @@ def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
     options = options or ConvertOptions()
     path = Path(model)
     info = read_keras_file(path, architecture=_path_or_none(options.architecture))
+    refuse_theano_convolutions(info)
     target = output_path(path, _path_or_none(options.output), text=options.text)
     timer = _Timer(on_step)
     with AtomicFile(target) as out, contextlib.ExitStack() as stack:

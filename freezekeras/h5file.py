@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 from freezekeras.compat import function_references_to_names
 from freezekeras.errors import (
+    ConversionError,
     LambdaLayerError,
     ModelFileError,
     UsageError,
@@ -165,20 +166,43 @@ def refuse_lambda_layers(info: KerasFileInfo) -> None:
 
 def find_lambda_layers(config: Any) -> Iterator[str]:
     """Yield the name of every Lambda layer in a model config, nested models included."""
+    for class_name, layer_config in _layer_configs(config):
+        if class_name == "Lambda" or layer_config.get("function_type") == "lambda":  # or Lambda-like
+            yield str(layer_config.get("name") or "<unnamed>")
+
+
+def refuse_theano_convolutions(info: KerasFileInfo) -> None:
+    """Raise :class:`ConversionError` for a Theano-trained model with convolution layers.
+
+    Theano stores convolution kernels flipped; Keras 2's loader flipped them
+    back, tf-keras does not, so the frozen graph would compute something else
+    (and verification, comparing with the same wrongly loaded model, could not tell).
+    """
+    if (info.backend or "").lower() != "theano":
+        return
+    convolutions = [str(layer_config.get("name") or class_name)
+                    for class_name, layer_config in _layer_configs(info.model_config)
+                    if "Conv" in class_name or "Deconvolution" in class_name]
+    if convolutions:
+        raise ConversionError(
+            f"{info.path}: was trained with the Theano backend and holds convolution layers "
+            f"({', '.join(convolutions)}) whose kernels Theano stores flipped; tf-keras would load "
+            "them unflipped. Converting them is planned; until then flip them in Keras 2 "
+            "(keras.utils.layer_utils.convert_all_kernels_in_model) and save the model again."
+        )
+
+
+def _layer_configs(config: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield ``(class_name, config)`` of every layer in a model config, nested models included."""
     if isinstance(config, dict):
-        layer_config = config.get("config")
-        if config.get("class_name") == "Lambda":
-            name = layer_config.get("name") if isinstance(layer_config, dict) else None
-            yield str(name or config.get("name") or "<unnamed>")
-            return
-        if config.get("function_type") == "lambda":  # a Lambda-like custom layer
-            yield str(config.get("name") or "<unnamed>")
-            return
+        class_name, layer_config = config.get("class_name"), config.get("config")
+        if isinstance(class_name, str) and isinstance(layer_config, dict):
+            yield class_name, layer_config
         for value in config.values():
-            yield from find_lambda_layers(value)
+            yield from _layer_configs(value)
     elif isinstance(config, list):
         for item in config:
-            yield from find_lambda_layers(item)
+            yield from _layer_configs(item)
 
 
 def _check_signature(path: Path) -> None:
@@ -253,4 +277,5 @@ __all__ = [
     "find_lambda_layers",
     "read_keras_file",
     "refuse_lambda_layers",
+    "refuse_theano_convolutions",
 ]

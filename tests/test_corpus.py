@@ -141,3 +141,35 @@ def test_reference_model_reproduces_original_predictions(tmp_path, name, record_
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-5, err_msg=f"{name}: {spec.layer}")
     record_property("max_abs_diff_vs_original_keras", worst)
     print(f"\n{name}: max |frozen - original Keras| {worst:.3g}")
+
+
+# Files freezekeras cannot convert yet (MANIFEST.md), each refused with its reason and next step.
+REFUSED = {
+    "dl4j_batch_to_conv2d_theano_k2.h5": ((), "Theano backend and holds convolution layers (conv2d_1)"),
+    "dl4j_conv2d_theano_keras1.h5": ((), "was saved by Keras 1.2.2"),
+    "dl4j_embedding_lstm_tf_keras1.h5": ((), "was saved by Keras 1.2.2"),
+    "dl4j_model_lambda.h5": ((), "Lambda layers (lambda_3, lambda_4)"),
+    "dl4j_model_lambda.h5 --allow-lambda": (("--allow-lambda",), "written by another Python version"),
+    "dl4j_space_to_depth_lambda_2in.h5 --allow-lambda": (("--allow-lambda",), "written by another Python version"),
+    "konduit_deepfm.h5 --allow-lambda": (("--allow-lambda",), "written by another Python version"),
+    "hls4ml_hgq_jet_classifier.h5": ((), "'FixedPointQuantizer', which Keras does not know"),
+    "hls4ml_garnet_3layer.h5": ((), "'GarNetStack', which Keras does not know"),
+    "dl4j_mnist_mlp_theano_k2_weights.h5": ((), "holds weights only"),
+    "hls4ml_qkeras_3layer_weights.h5 --architecture": (
+        ("--architecture", str(CORPUS / "hls4ml_qkeras_3layer_weights.json")), "which Keras does not know"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_unsupported_files_are_refused_with_a_reason(tmp_path, case):
+    from click.testing import CliRunner
+
+    from freezekeras.cli import main
+
+    flags, phrase = REFUSED[case]
+    model = CORPUS / case.split(" ")[0]
+    result = CliRunner().invoke(main, ["convert", str(model), "-o", str(tmp_path / "m.pb"), *flags])
+    assert result.exit_code == 1
+    line, = result.stderr.splitlines()
+    assert line.startswith(f"freezekeras: error: {model}: ") and phrase in line, line
+    assert list(tmp_path.iterdir()) == []
