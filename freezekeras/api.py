@@ -18,9 +18,8 @@ from freezekeras.errors import ConversionError, UsageError, VerificationError, e
 from freezekeras.freezing import find_leftovers, freeze_graph, order_nodes, serialize
 from freezekeras.graphs import graph_inputs_outputs, op_histogram, read_graph_def
 from freezekeras.h5file import (
-    HDF5_SIGNATURE,
-    ZIP_SIGNATURE,
     check_input_path,
+    file_signature,
     read_keras_file,
     refuse_theano_convolutions,
 )
@@ -134,7 +133,7 @@ def inspect(path: str | os.PathLike, *, architecture: str | os.PathLike | None =
     """
     path = Path(path)
     check_input_path(path)
-    if path.suffix.lower() in KERAS_SUFFIXES or _is_hdf5_or_zip(path):
+    if path.suffix.lower() in KERAS_SUFFIXES or file_signature(path) is not None:
         info = read_keras_file(path, architecture=_path_or_none(architecture))
         with keras_session(info, custom_objects=_path_or_none(custom_objects),
                            allow_lambda=allow_lambda, verbose=verbose) as keras:
@@ -278,12 +277,6 @@ def _stateful_layers(model: Any) -> list[str]:
 
 def _path_or_none(value: str | os.PathLike | None) -> Path | None:
     return None if value is None else Path(value)
-
-
-def _is_hdf5_or_zip(path: Path) -> bool:
-    with open(path, "rb") as stream:
-        head = stream.read(8)
-    return head == HDF5_SIGNATURE or head.startswith(ZIP_SIGNATURE)
 
 
 class _Timer:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from freezekeras.errors import ConversionError, UsageError, error_summary
+from freezekeras.h5file import check_input_path
 
 
 def load_custom_objects(path: Path) -> dict[str, Any]:
@@ -27,13 +28,11 @@ def load_custom_objects(path: Path) -> dict[str, Any]:
         Names to objects, for Keras' ``custom_objects``.
 
     Raises:
-        UsageError: The file does not exist, or ``CUSTOM_OBJECTS`` is not a dict.
-        ConversionError: Running the file raised an exception.
+        UsageError: The file is missing, unreadable or a folder, or
+            ``CUSTOM_OBJECTS`` is not a dict.
+        ConversionError: Running the file raised an exception or called ``sys.exit``.
     """
-    if path.is_dir():
-        raise UsageError(f"{path}: is a directory; --custom-objects takes a Python file (.py).")
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file (given as --custom-objects). Check the path.")
+    check_input_path(path, option="--custom-objects", expected="a Python file (.py)")
     name = f"freezekeras_custom_objects_{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
@@ -42,7 +41,7 @@ def load_custom_objects(path: Path) -> dict[str, Any]:
     sys.modules[name] = module  # dataclasses and pickling look their module up here
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:  # whatever the user's code raises
+    except (Exception, SystemExit) as exc:  # whatever the user's code raises, sys.exit() included
         sys.modules.pop(name, None)
         raise ConversionError(
             f"{path}: running the --custom-objects file failed ({type(exc).__name__}: "

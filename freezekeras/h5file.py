@@ -8,6 +8,7 @@ hold Lambda layers) live here.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -58,17 +59,42 @@ class KerasFileInfo:
     config_rewritten: bool = False
 
 
-def check_input_path(path: Path) -> None:
-    """Raise :class:`UsageError` unless ``path`` names an existing regular file."""
+def check_input_path(path: Path, *, option: str | None = None, expected: str = "a Keras .h5 model file") -> None:
+    """Raise :class:`UsageError` unless ``path`` names an existing, readable regular file.
+
+    Args:
+        path: The path given.
+        option: The command-line option that named it (``--architecture``), for the message.
+        expected: What the file should be, for the message.
+    """
+    given = f" (given as {option})" if option else ""
     if not path.exists():
-        raise UsageError(f"{path}: no such file. Check the path and try again.")
+        raise UsageError(f"{path}: no such file{given}. Check the path and try again.")
     if path.is_dir():
-        if (path / "saved_model.pb").exists():
+        if option is None and (path / "saved_model.pb").exists():
             raise UsageError(
                 f"{path}: is a SavedModel folder, not a Keras .h5 file. "
                 "Load it in Keras and save it with model.save('model.h5'), then convert that file."
             )
-        raise UsageError(f"{path}: is a directory. Pass a Keras .h5 model file.")
+        raise UsageError(f"{path}: is a directory{given}. Pass {expected}.")
+    if not os.access(path, os.R_OK):
+        raise UsageError(f"{path}: cannot be read (permission denied){given}. Check its permissions.")
+
+
+def file_signature(path: Path) -> str | None:
+    """``"hdf5"``, ``"zip"`` (a Keras 3 ``.keras`` archive) or ``None``, from the file's first bytes.
+
+    HDF5 puts its signature at 0, 512, 1024, 2048, ... (a user block may precede it).
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as stream:
+        if stream.read(4) == ZIP_SIGNATURE:
+            return "zip"
+        for offset in [0] + [512 * 2**i for i in range(20) if 512 * 2**i < size]:
+            stream.seek(offset)
+            if stream.read(8) == HDF5_SIGNATURE:
+                return "hdf5"
+    return None
 
 
 def read_keras_file(path: Path, *, architecture: Path | None = None) -> KerasFileInfo:
@@ -135,7 +161,7 @@ def read_architecture(path: Path) -> dict[str, Any]:
             without PyYAML installed.
         ModelFileError: The file is not a Keras model config.
     """
-    check_input_path(path)
+    check_input_path(path, option="--architecture", expected="a JSON or YAML architecture file")
     if path.suffix.lower() in {".yaml", ".yml"}:
         try:
             import yaml
@@ -206,26 +232,13 @@ def _layer_configs(config: Any) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def _check_signature(path: Path) -> None:
-    size = path.stat().st_size
-    if size == 0:
+    if path.stat().st_size == 0:
         raise ModelFileError(f"{path}: the file is empty. {RESAVE_HINT[0].upper()}{RESAVE_HINT[1:]}.")
-    with open(path, "rb") as stream:
-        head = stream.read(8)
-    if head.startswith(ZIP_SIGNATURE):
+    kind = file_signature(path)
+    if kind == "zip":
         raise ModelFileError(f"{path}: is a Keras 3 .keras archive. {KERAS3_HINT}")
-    if not _has_hdf5_signature(path, size):
+    if kind != "hdf5":
         raise ModelFileError(f"{path}: is not an HDF5 file. Pass a Keras .h5 model; {RESAVE_HINT}.")
-
-
-def _has_hdf5_signature(path: Path, size: int) -> bool:
-    # HDF5 puts its signature at 0, 512, 1024, 2048, ... (a user block may precede it).
-    offsets = [0] + [512 * 2**i for i in range(20) if 512 * 2**i < size]
-    with open(path, "rb") as stream:
-        for offset in offsets:
-            stream.seek(offset)
-            if stream.read(8) == HDF5_SIGNATURE:
-                return True
-    return False
 
 
 def _missing_config_error(path: Path, handle) -> ModelFileError:
@@ -274,6 +287,7 @@ def _text(value: Any) -> str | None:
 __all__ = [
     "KerasFileInfo",
     "check_input_path",
+    "file_signature",
     "find_lambda_layers",
     "read_keras_file",
     "refuse_lambda_layers",

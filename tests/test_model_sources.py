@@ -98,7 +98,8 @@ def test_custom_objects_missing_a_class_names_both(custom_module, tmp_path):
     ("raise RuntimeError('boom')\n", EXIT_MODEL_ERROR, "running the --custom-objects file failed (RuntimeError: boom)"),
     ("CUSTOM_OBJECTS = ['Scale']\n", EXIT_USAGE_ERROR, "CUSTOM_OBJECTS must be a dict"),
     (None, EXIT_USAGE_ERROR, "no such file (given as --custom-objects)"),
-    ("<a folder>", EXIT_USAGE_ERROR, "is a directory; --custom-objects takes a Python file"),
+    ("<a folder>", EXIT_USAGE_ERROR, "is a directory (given as --custom-objects). Pass a Python file (.py)."),
+    ("import sys\nsys.exit(0)\n", EXIT_MODEL_ERROR, "running the --custom-objects file failed (SystemExit: 0)"),
 ])
 def test_bad_custom_objects_file(dense_h5, tmp_path, content, code, phrase):
     objects = tmp_path / "objects.py"
@@ -198,3 +199,16 @@ def test_lambda_in_the_architecture_is_refused(weights_and_architecture, tmp_pat
     result = CliRunner().invoke(main, ["convert", str(tmp_path / "lw.h5"), "--architecture", str(tmp_path / "lambda.json")])
     assert result.exit_code == EXIT_MODEL_ERROR
     assert "plus_one" in result.stderr and "--allow-lambda" in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["missing", "folder"])
+def test_architecture_path_problems_name_the_option(weights_and_architecture, tmp_path, kind):
+    _, weights, _ = weights_and_architecture
+    architecture = tmp_path / "arch.json"
+    if kind == "folder":
+        architecture.mkdir()
+    result = CliRunner().invoke(main, ["convert", str(weights), "--architecture", str(architecture)])
+    assert result.exit_code == EXIT_USAGE_ERROR
+    expected = {"missing": "no such file (given as --architecture). Check the path and try again.",
+                "folder": "is a directory (given as --architecture). Pass a JSON or YAML architecture file."}
+    assert result.stderr.splitlines() == [f"freezekeras: error: {architecture}: {expected[kind]}"]
