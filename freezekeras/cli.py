@@ -56,8 +56,6 @@ def _reports_errors(command):
             if debug:
                 traceback.print_exc()
             _fail(str(exc), exc.exit_code)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
-            raise
         except Exception as exc:  # a bug, or a failure nothing anticipated
             if debug:
                 traceback.print_exc()
@@ -90,7 +88,7 @@ def model_options(command):
 
 
 class _Terminated(BaseException):
-    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C, so no temporary file stays behind."""
+    """SIGINT, SIGTERM or SIGHUP arrived: unwinds the stack, so no temporary file stays behind."""
 
 
 def _terminate(signum: int, _frame) -> None:
@@ -99,8 +97,8 @@ def _terminate(signum: int, _frame) -> None:
 
 @contextlib.contextmanager
 def _terminate_cleanly() -> Iterator[None]:
-    """Turn SIGTERM and SIGHUP into an exception for the duration of a command."""
-    wanted = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    """Turn SIGINT, SIGTERM and SIGHUP into an exception for the duration of a command."""
+    wanted = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
     try:
         previous = {signum: signal.signal(signum, _terminate) for signum in wanted}
     except ValueError:  # not the main thread: leave signals alone
@@ -134,8 +132,8 @@ class _Group(click.Group):
         except click.ClickException as exc:
             exc.show()
             sys.exit(exc.exit_code)
-        except click.Abort:
-            click.echo("freezekeras: aborted", err=True)
+        except click.Abort:  # Click's own answer to an interrupted prompt
+            click.echo("freezekeras: aborted; nothing was written", err=True)
             sys.exit(130)
         sys.exit(code if isinstance(code, int) else EXIT_OK)
 

@@ -15,7 +15,7 @@ code  meaning
 2     usage error: a path or option on the command line is wrong
 3     verification failed: the frozen graph does not compute what
       the Keras model computes
-130   stopped by Ctrl-C; 128 + N for signal N (SIGTERM: 143)
+128+N stopped by signal N: SIGINT (Ctrl-C) 130, SIGTERM 143, SIGHUP 129
 ====  ==========================================================
 """
 
