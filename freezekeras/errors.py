@@ -21,6 +21,11 @@ code  meaning
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from freezekeras.results import Verification
+
 EXIT_OK = 0
 EXIT_MODEL_ERROR = 1
 EXIT_USAGE_ERROR = 2
@@ -41,10 +46,10 @@ def error_summary(exc: BaseException) -> str:
 
 
 class FreezeKerasError(Exception):
-    """Base class of every error freezekeras raises on purpose.
+    """Base class of every error freezekeras raises on purpose; never raised itself.
 
-    Raised directly only for conversion failures that fit no subclass. The
-    message is a single line naming the file, the problem and the next step.
+    The message is a single line naming the file, the problem and the next
+    step. ``exit_code`` is the command line's exit code for it.
     """
 
     exit_code = EXIT_MODEL_ERROR
@@ -53,8 +58,10 @@ class FreezeKerasError(Exception):
 class UsageError(FreezeKerasError):
     """Raised when a path or option given by the caller cannot be used.
 
-    Examples: the input path does not exist or is a directory, the output
-    path equals the input, an output node name is not in the graph.
+    Examples: an input, ``--architecture`` or ``--custom-objects`` path that
+    does not exist, is a directory or cannot be read; an output node that is
+    not in the graph or gives no values; an invalid ``seed`` or ``atol``; a
+    ``CUSTOM_OBJECTS`` that is not a dict; YAML without PyYAML.
     """
 
     exit_code = EXIT_USAGE_ERROR
@@ -69,10 +76,11 @@ class OutputError(UsageError):
 
 
 class ModelFileError(FreezeKerasError):
-    """Raised when the input file is not a readable Keras HDF5 model.
+    """Raised when the input file is not a readable Keras HDF5 model or GraphDef.
 
     Empty, truncated or non-HDF5 files, HDF5 files without Keras metadata,
-    a malformed ``model_config`` and Keras 3 ``.keras`` archives.
+    a malformed ``model_config`` or architecture file, Keras 3 files, and
+    files given to ``inspect`` that are neither a Keras model nor a GraphDef.
     """
 
 
@@ -100,7 +108,14 @@ class UnknownObjectError(FreezeKerasError):
 
 
 class ConversionError(FreezeKerasError):
-    """Raised when Keras could not build the model or TensorFlow could not freeze it."""
+    """Raised when a readable model cannot be turned into a working frozen graph.
+
+    Keras could not build it (Keras 1 configs, Lambda bytecode from another
+    Python, weights that do not fit the architecture), a ``--custom-objects``
+    file failed, the model needs lookup tables or holds Theano-flipped
+    convolution kernels, TensorFlow could not freeze it, or verification
+    could not run it (string inputs, inputs too small for the model).
+    """
 
 
 class GraphTooLargeError(ConversionError):
@@ -119,6 +134,7 @@ class VerificationError(FreezeKerasError):
 
     exit_code = EXIT_VERIFICATION_FAILED
 
-    def __init__(self, message: str, verification=None):
+    def __init__(self, message: str, verification: "Verification | None" = None):
+        """Keep ``verification``, the comparison that failed, for the caller."""
         super().__init__(message)
         self.verification = verification

@@ -62,8 +62,6 @@ def freeze_graph(session: Any, graph: Any, output_names: Sequence[str], *,
         ) from exc
     pruned.library.CopyFrom(frozen.library)
     pruned.versions.CopyFrom(frozen.versions)
-    for node in pruned.node:
-        node.device = ""
     tables = [node.name for node in pruned.node if node.op in _TABLE_OPS]
     if tables:
         raise ConversionError(

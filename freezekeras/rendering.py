@@ -71,9 +71,11 @@ def _shape(shape: Any) -> str:
     return "(" + ", ".join("None" if dim is None else str(dim) for dim in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
-def _size(size: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+def _size(size: float) -> str:
+    if size < 1000:
+        return f"{size:.0f} B"
+    for unit in ("KB", "MB", "GB"):
         size /= 1000
-    return f"{size} B"  # unreachable
+        if size < 1000 or unit == "GB":
+            break
+    return f"{size:.1f} {unit}"
