@@ -10,13 +10,13 @@ import contextlib
 import difflib
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from freezekeras.errors import ConversionError, UsageError, VerificationError, error_summary
 from freezekeras.freezing import find_leftovers, freeze_graph, order_nodes, serialize
-from freezekeras.graphs import graph_inputs_outputs, op_histogram, read_graph_def
+from freezekeras.graphs import graph_inputs_outputs, op_histogram, read_graph_def, tensor_spec
 from freezekeras.h5file import (
     check_input_path,
     file_signature,
@@ -74,13 +74,8 @@ def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
             ))
         outputs = _select_outputs(keras, options.output_nodes, path)
         with timer.step("freeze"):
-            graph_def = freeze_graph(keras.session, keras.graph, [spec.name for spec in outputs], source=path)
-            kept = {node.name for node in graph_def.node}
-            inputs = tuple(spec for spec in keras.inputs() if spec.name in kept)
-            unused = [spec.name for spec in keras.inputs() if spec.name not in kept]
-            order_nodes(graph_def, first=[s.name for s in inputs], last=[s.name for s in outputs])
-        leftovers = find_leftovers(graph_def)
-        stateful = _stateful_layers(keras.model)
+            graph_def, inputs = _freeze(keras, outputs, path)
+        warnings = _warnings(graph_def, keras, inputs)
         with timer.step("write"):
             out.write(serialize(graph_def, text=options.text, source=path))
         verification = None
@@ -88,7 +83,7 @@ def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
             with timer.step("verify"):
                 verification = _verify(keras, out.temporary, inputs, outputs, options, path)
             if not verification.passed:
-                raise _verification_error(path, verification, leftovers)
+                raise _verification_error(path, verification, warnings)
         out.commit()
     return ConversionResult(
         model=path,
@@ -98,13 +93,28 @@ def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
         node_count=len(graph_def.node),
         size_bytes=target.stat().st_size,
         verification=verification,
-        warnings=tuple(leftovers) + tuple(
-            f"input {name} is not used by the outputs, so the frozen graph has no such node" for name in unused
-        ) + tuple(
-            f"stateful layer {name} is frozen with its state at zero: every run starts afresh"
-            for name in stateful
-        ),
+        warnings=warnings,
         timings=timer.timings,
+    )
+
+
+def _freeze(keras: KerasSession, outputs: tuple[TensorSpec, ...], path: Path) -> tuple[Any, tuple[TensorSpec, ...]]:
+    """The frozen graph, inputs and outputs in the Keras order, and the inputs it still has."""
+    graph_def = freeze_graph(keras.session, keras.graph, [spec.name for spec in outputs], source=path)
+    kept = {node.name for node in graph_def.node}
+    inputs = tuple(spec for spec in keras.inputs() if spec.name in kept)
+    order_nodes(graph_def, first=[spec.name for spec in inputs], last=[spec.name for spec in outputs])
+    return graph_def, inputs
+
+
+def _warnings(graph_def: Any, keras: KerasSession, inputs: tuple[TensorSpec, ...]) -> tuple[str, ...]:
+    """What a user should know about the frozen graph before serving it."""
+    unused = [spec.name for spec in keras.inputs() if spec not in inputs]
+    return (
+        *find_leftovers(graph_def),
+        *(f"input {name} is not used by the outputs, so the frozen graph has no such node" for name in unused),
+        *(f"stateful layer {name} is frozen with its state at zero: every run starts afresh"
+          for name in _stateful_layers(keras.model)),
     )
 
 
@@ -166,44 +176,39 @@ def _by_layer(spec: TensorSpec) -> TensorSpec:
 def _select_outputs(keras: KerasSession, names: tuple[str, ...], path: Path) -> tuple[TensorSpec, ...]:
     if not names:
         return keras.outputs()
-    specs = []
-    for name in names:
-        op_name, _, index = name.partition(":")
-        try:
-            op = keras.graph.get_operation_by_name(op_name)
-            position = int(index or 0)
-        except (KeyError, ValueError):
-            raise _unknown_node_error(keras, name, path) from None
-        if not 0 <= position < len(op.outputs):
-            raise UsageError(
-                f"{path}: --output-node {name}: {op_name} has {len(op.outputs) or 'no'} output"
-                f"{'' if len(op.outputs) == 1 else 's'}, so there is nothing to fetch at index {position}. "
-                f"Run 'freezekeras inspect {path}' to list the output nodes."
-            )
-        tensor = op.outputs[position]
-        if tensor.dtype.name in {"resource", "variant"}:
-            raise UsageError(
-                f"{path}: --output-node {name} gives a {tensor.dtype.name} handle (a variable or a "
-                f"container), not values; name the node that reads it instead. Run 'freezekeras "
-                f"inspect {path}' to list the output nodes."
-            )
-        dims = None if tensor.shape.rank is None else tuple(tensor.shape.as_list())
-        specs.append(TensorSpec(name=name, dtype=tensor.dtype.name, shape=dims))
-    return tuple(specs)
+    return tuple(_output_node(keras, name, path) for name in names)
 
 
-def _unknown_node_error(keras: KerasSession, name: str, path: Path) -> UsageError:
+def _output_node(keras: KerasSession, name: str, path: Path) -> TensorSpec:
+    """The spec of ``--output-node name``, or the UsageError that says why it cannot be fetched."""
+    op_name, _, index = name.partition(":")
+    try:
+        op = keras.graph.get_operation_by_name(op_name)
+        position = int(index or 0)
+    except (KeyError, ValueError):
+        return _raise_node_error(path, name, f"is not in the model's graph.{_near_names(keras, name)}")
+    if not 0 <= position < len(op.outputs):
+        count = len(op.outputs)
+        return _raise_node_error(path, name, f"asks for output {position} of {op_name}, which has "
+                                             f"{count or 'no'} output{'' if count == 1 else 's'}.")
+    tensor = op.outputs[position]
+    if tensor.dtype.name in {"resource", "variant"}:
+        return _raise_node_error(path, name, f"gives a {tensor.dtype.name} handle (a variable or a container), "
+                                             "not values; name the node that reads it instead.")
+    return tensor_spec(tensor)
+
+
+def _raise_node_error(path: Path, name: str, problem: str) -> TensorSpec:
+    raise UsageError(f"{path}: --output-node {name} {problem} "
+                     f"Run 'freezekeras inspect {path}' to list the output nodes.")
+
+
+def _near_names(keras: KerasSession, name: str) -> str:
     layer_output = _layer_output_node(keras.model, name)
     if layer_output:
-        hint = f" That is a Keras layer name; its output node is {layer_output}."
-    else:
-        all_names = [op.name for op in keras.graph.get_operations()]
-        close = difflib.get_close_matches(name, all_names, n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-    return UsageError(
-        f"{path}: --output-node {name} is not in the model's graph.{hint} "
-        f"Run 'freezekeras inspect {path}' to list the output nodes."
-    )
+        return f" That is a Keras layer name; its output node is {layer_output}."
+    close = difflib.get_close_matches(name, [op.name for op in keras.graph.get_operations()], n=3)
+    return f" Did you mean {', '.join(close)}?" if close else ""
 
 
 def _layer_output_node(model: Any, name: str) -> str | None:
@@ -235,8 +240,8 @@ def _verify(keras: KerasSession, written: Path, inputs, outputs, options: Conver
         ) from exc
 
 
-def _verification_error(path: Path, verification, leftovers: list[str]) -> VerificationError:
-    random_ops = [line for line in leftovers if line.startswith("random ops")]
+def _verification_error(path: Path, verification, warnings: Sequence[str]) -> VerificationError:
+    random_ops = [line for line in warnings if line.startswith("random ops")]
     if random_ops:  # e.g. Dropout called with training=True: no two runs agree
         why = (f"The graph draws random numbers at inference ({random_ops[0]}), so no two runs agree; "
                "pass --no-verify to keep it anyway.")

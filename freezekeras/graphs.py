@@ -90,14 +90,19 @@ def op_histogram(graph_def: Any) -> dict[str, int]:
     return dict(Counter(node.op for node in graph_def.node).most_common())
 
 
+def tensor_spec(tensor: Any, *, layer: str | None = None) -> TensorSpec:
+    """A graph tensor's node name (``op``, or ``op:N`` for an op's later outputs), dtype and shape."""
+    shape = tensor.shape
+    dims = None if shape.rank is None else tuple(shape.as_list())
+    name = tensor.op.name if tensor.value_index == 0 else tensor.name
+    return TensorSpec(name=name, dtype=tensor.dtype.name, shape=dims, layer=layer)
+
+
 def _tensor_spec(graph: Any, name: str, index: int = 0) -> TensorSpec:
     op = graph.get_operation_by_name(name)
     if not op.outputs:
         return TensorSpec(name=name, dtype="none", shape=None)
-    tensor = op.outputs[index]
-    shape = tensor.shape
-    dims = None if shape.rank is None else tuple(shape.as_list())
-    return TensorSpec(name=name if index == 0 else f"{name}:{index}", dtype=tensor.dtype.name, shape=dims)
+    return tensor_spec(op.outputs[index])
 
 
 def _spec_from_attrs(tf: Any, node: Any) -> TensorSpec:

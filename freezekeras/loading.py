@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterator
 
 from freezekeras.custom import load_custom_objects
 from freezekeras.errors import ConversionError, UnknownObjectError, error_summary
-from freezekeras.graphs import tensor_name
+from freezekeras.graphs import tensor_name, tensor_spec
 from freezekeras.h5file import KerasFileInfo, refuse_lambda_layers
 from freezekeras.results import TensorSpec
 from freezekeras.tfimport import import_tf_keras, import_tensorflow, quiet
@@ -41,7 +41,7 @@ class KerasSession:
 
         ``name`` is the graph node; ``layer`` the Keras input layer.
         """
-        return tuple(map(_spec, self.model.inputs, self.model.input_names))
+        return tuple(tensor_spec(t, layer=name) for t, name in zip(self.model.inputs, self.model.input_names))
 
     def outputs(self) -> tuple[TensorSpec, ...]:
         """The ops producing the model's outputs, in its output order.
@@ -49,7 +49,7 @@ class KerasSession:
         ``name`` is the graph node (``op`` or ``op:index`` for an op's later
         outputs); ``layer`` the Keras output layer.
         """
-        return tuple(map(_spec, self.model.outputs, self.model.output_names))
+        return tuple(tensor_spec(t, layer=name) for t, name in zip(self.model.outputs, self.model.output_names))
 
     def run(self, fetches: list[str], feeds: dict[str, Any]) -> list[Any]:
         """Run the Keras graph: fetch nodes (``op`` or ``op:N``), feeding values by node."""
@@ -200,10 +200,3 @@ def _unknown_layer_classes(config: Any, objects: dict[str, Any], builtin: Callab
 
 def _is_marshal_error(exc: BaseException) -> bool:
     return isinstance(exc, EOFError) or "marshal" in str(exc) or "bad magic" in str(exc)
-
-
-def _spec(tensor, layer_name: str) -> TensorSpec:
-    shape = tensor.shape
-    dims = None if shape.rank is None else tuple(shape.as_list())
-    node = tensor.op.name if tensor.value_index == 0 else tensor.name
-    return TensorSpec(name=node, dtype=tensor.dtype.name, shape=dims, layer=layer_name)

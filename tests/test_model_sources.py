@@ -212,3 +212,13 @@ def test_architecture_path_problems_name_the_option(weights_and_architecture, tm
     expected = {"missing": "no such file (given as --architecture). Check the path and try again.",
                 "folder": "is a directory (given as --architecture). Pass a JSON or YAML architecture file."}
     assert result.stderr.splitlines() == [f"freezekeras: error: {architecture}: {expected[kind]}"]
+
+
+def test_invalid_yaml_architecture(weights_and_architecture, tmp_path):
+    _, weights, _ = weights_and_architecture
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("config: [unclosed\n")
+    result = CliRunner().invoke(main, ["convert", str(weights), "--architecture", str(bad)])
+    assert result.exit_code == EXIT_MODEL_ERROR
+    line, = result.stderr.splitlines()
+    assert line.startswith(f"freezekeras: error: {bad}: is not valid YAML (") and "model.to_yaml()" in line
