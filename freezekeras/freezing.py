@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from freezekeras.errors import ConversionError, GraphTooLargeError, error_summary
+from freezekeras.graphs import op_name
 from freezekeras.tfimport import import_tensorflow
 
 #: protobuf cannot parse a message of 2 GiB or more; such a file cannot be read back.
@@ -47,7 +48,7 @@ def freeze_graph(session: Any, graph: Any, output_names: Sequence[str], *,
     """
     tf = import_tensorflow()
     graph_util = tf.compat.v1.graph_util
-    nodes = [name.split(":")[0] for name in output_names]
+    nodes = [op_name(name) for name in output_names]
     graph_def = graph.as_graph_def()
     for node in graph_def.node:
         node.device = ""
@@ -79,8 +80,8 @@ def order_nodes(graph_def: Any, *, first: Sequence[str], last: Sequence[str]) ->
     inputs and outputs (``freezekeras inspect`` among them) list them in node
     order; this puts them in the Keras model's order.
     """
-    head = [name.split(":")[0] for name in first]
-    tail = [name.split(":")[0] for name in last if name.split(":")[0] not in head]
+    head = [op_name(name) for name in first]
+    tail = [op_name(name) for name in last if op_name(name) not in head]
     rank = {name: i - len(head) for i, name in enumerate(head)}
     rank.update({name: len(graph_def.node) + i for i, name in enumerate(tail)})
     nodes = sorted(graph_def.node, key=lambda node: rank.get(node.name, 0))
@@ -117,7 +118,7 @@ def find_leftovers(graph_def: Any) -> list[str]:
         if "keras_learning_phase" in node.name:
             add("learning-phase nodes", node.name)
         if node.op in {"If", "StatelessIf", "Switch"} and any(
-            "learning_phase" in inp or "training" in inp.lower() for inp in _input_nodes(node)
+            "learning_phase" in inp or "training" in inp.lower() for inp in map(op_name, node.input)
         ):
             add("training switches", node.name)
         if node.device:
@@ -126,10 +127,6 @@ def find_leftovers(graph_def: Any) -> list[str]:
         f"{kind}: {len(names)} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
         for kind, names in found.items()
     ]
-
-
-def _input_nodes(node: Any) -> list[str]:
-    return [inp.lstrip("^").split(":")[0] for inp in node.input]
 
 
 def serialize(graph_def: Any, *, text: bool, source: Path, limit: int = PROTOBUF_LIMIT) -> bytes:

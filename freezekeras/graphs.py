@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,7 @@ def graph_inputs_outputs(graph_def: Any) -> tuple[tuple[TensorSpec, ...], tuple[
         ``(inputs, outputs)``, each in the graph's node order.
     """
     tf = import_tensorflow()
-    consumed = {inp.lstrip("^").split(":")[0] for node in graph_def.node for inp in node.input}
+    consumed = {op_name(inp) for node in graph_def.node for inp in node.input}
     input_names = [n.name for n in graph_def.node if n.op == "Placeholder"]
     output_names = [
         n.name for n in graph_def.node if n.name not in consumed and n.op not in _NOT_OUTPUTS
@@ -83,6 +84,17 @@ def graph_inputs_outputs(graph_def: Any) -> tuple[tuple[TensorSpec, ...], tuple[
 def tensor_name(name: str) -> str:
     """``op`` -> ``op:0``; ``op:1`` stays as it is."""
     return name if ":" in name else f"{name}:0"
+
+
+def op_name(name: str) -> str:
+    """The node a tensor or node input names: ``op:1`` -> ``op``, ``^op`` (a control input) -> ``op``."""
+    return name.lstrip("^").split(":")[0]
+
+
+def run_session(session: Any, fetches: Sequence[str], feeds: dict[str, Any]) -> list[Any]:
+    """``session.run`` by node names (``op`` or ``op:N``) for both fetches and feeds."""
+    return session.run([tensor_name(name) for name in fetches],
+                       feed_dict={tensor_name(name): value for name, value in feeds.items()})
 
 
 def op_histogram(graph_def: Any) -> dict[str, int]:

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterator
 
 from freezekeras.custom import load_custom_objects
 from freezekeras.errors import ConversionError, UnknownObjectError, error_summary
-from freezekeras.graphs import tensor_name, tensor_spec
+from freezekeras.graphs import run_session, tensor_spec
 from freezekeras.h5file import KerasFileInfo, refuse_lambda_layers
 from freezekeras.results import TensorSpec
 from freezekeras.tfimport import import_tf_keras, import_tensorflow, quiet
@@ -53,8 +53,7 @@ class KerasSession:
 
     def run(self, fetches: list[str], feeds: dict[str, Any]) -> list[Any]:
         """Run the Keras graph: fetch nodes (``op`` or ``op:N``), feeding values by node."""
-        return self.session.run([tensor_name(name) for name in fetches],
-                                feed_dict={tensor_name(name): value for name, value in feeds.items()})
+        return run_session(self.session, fetches, feeds)
 
 
 @contextlib.contextmanager

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from freezekeras.errors import ConversionError
-from freezekeras.graphs import tensor_name
+from freezekeras.graphs import run_session
 from freezekeras.results import TensorSpec, Verification, severity
 from freezekeras.tfimport import import_tensorflow
 
@@ -19,7 +19,7 @@ RELATIVE_ATOL = 1e-4
 
 
 def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, int_high: int = 10) -> dict[str, Any]:
-    """Make deterministic random inputs for ``specs``, keyed by tensor name.
+    """Make deterministic random inputs for ``specs``, keyed by node name.
 
     Floats are uniform in [-1, 1); integers uniform in [0, ``int_high``);
     booleans fair coin flips. An unknown first dimension becomes
@@ -48,7 +48,7 @@ def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, int_high: int =
             value = rng.integers(0, 2, size=shape).astype(bool)
         else:
             value = rng.integers(0, int_high, size=shape)  # e.g. complex: small whole numbers
-        feeds[tensor_name(spec.name)] = value.astype(dtype)
+        feeds[spec.name] = value.astype(dtype)
     return feeds
 
 
@@ -68,10 +68,7 @@ def run_graph_def(graph_def: Any, feeds: dict[str, Any], fetches: Sequence[str])
     with graph.as_default():
         tf.import_graph_def(graph_def, name="")
     with tf.compat.v1.Session(graph=graph) as session:
-        return session.run(
-            [tensor_name(name) for name in fetches],
-            feed_dict={tensor_name(name): value for name, value in feeds.items()},
-        )
+        return run_session(session, fetches, feeds)
 
 
 def compare(names: Sequence[str], expected: Sequence[Any], actual: Sequence[Any], *,
@@ -134,7 +131,7 @@ def verify(graph_def: Any, inputs: Sequence[TensorSpec], outputs: Sequence[Tenso
     names = [spec.name for spec in outputs]
     expected = reference(feeds)
     actual = run_graph_def(graph_def, feeds, names)
-    shapes = {name.split(":")[0]: tuple(value.shape) for name, value in feeds.items()}
+    shapes = {name: tuple(value.shape) for name, value in feeds.items()}
     return compare(names, expected, actual, atol=atol, input_shapes=shapes)
 
 

@@ -22,13 +22,13 @@ def test_random_inputs_are_deterministic_and_shaped():
     first = random_inputs(SPECS, seed=3, int_high=5)
     again = random_inputs(SPECS, seed=3, int_high=5)
     other = random_inputs(SPECS, seed=4, int_high=5)
-    assert list(first) == ["image:0", "ids:0", "mask:0"]
-    assert first["image:0"].shape == (BATCH_SIZE, FREE_DIM_SIZE, 3) and first["image:0"].dtype == np.float32
-    assert first["ids:0"].dtype == np.int32 and 0 <= first["ids:0"].min() and first["ids:0"].max() < 5
-    assert first["mask:0"].dtype == np.bool_ and first["mask:0"].shape == (2,)
+    assert list(first) == ["image", "ids", "mask"]
+    assert first["image"].shape == (BATCH_SIZE, FREE_DIM_SIZE, 3) and first["image"].dtype == np.float32
+    assert first["ids"].dtype == np.int32 and 0 <= first["ids"].min() and first["ids"].max() < 5
+    assert first["mask"].dtype == np.bool_ and first["mask"].shape == (2,)
     assert all(np.array_equal(first[k], again[k]) for k in first)
-    assert not np.array_equal(first["image:0"], other["image:0"])
-    assert -1 <= first["image:0"].min() and first["image:0"].max() < 1
+    assert not np.array_equal(first["image"], other["image"])
+    assert -1 <= first["image"].min() and first["image"].max() < 1
 
 
 def test_string_inputs_cannot_be_verified():
