@@ -101,7 +101,8 @@ def compare(names: Sequence[str], expected: Sequence[Any], actual: Sequence[Any]
         if finite.any():
             scale = max(scale, float(np.max(np.abs(want[finite]))))
         same = (want == got) | (np.isnan(want) & np.isnan(got))  # equal infinities, NaN for NaN
-        diff = np.where(same, 0.0, np.abs(want - got))  # NaN where only one side is NaN
+        with np.errstate(invalid="ignore"):  # inf - inf: such places are `same` already
+            diff = np.where(same, 0.0, np.abs(want - got))  # NaN where only one side is NaN
         per_output[name] = float(np.max(diff)) if diff.size else 0.0
     tolerance = atol if atol is not None else RELATIVE_ATOL * scale
     return Verification(
