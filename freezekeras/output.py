@@ -89,7 +89,4 @@ class AtomicFile:
             raise OutputError(f"{self.target}: cannot replace the file ({exc.strerror}); choose another -o.") from exc
 
     def __exit__(self, *exc_info) -> None:
-        try:
-            self.temporary.unlink()
-        except FileNotFoundError:
-            pass
+        self.temporary.unlink(missing_ok=True)
