@@ -15,8 +15,10 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from freezekeras.api import convert, inspect  # noqa: E402
+from freezekeras.batch import convert_many, expand_models  # noqa: E402
 from freezekeras.errors import FreezeKerasError  # noqa: E402
 from freezekeras.results import (  # noqa: E402
+    BatchItem,
     ConversionResult,
     ConvertOptions,
     InspectResult,
@@ -25,6 +27,7 @@ from freezekeras.results import (  # noqa: E402
 )
 
 __all__ = [
+    "BatchItem",
     "ConversionResult",
     "ConvertOptions",
     "FreezeKerasError",
@@ -32,5 +35,7 @@ __all__ = [
     "TensorSpec",
     "Verification",
     "convert",
+    "convert_many",
+    "expand_models",
     "inspect",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import signal
 import sys
 import traceback
@@ -18,7 +19,14 @@ from pathlib import Path
 import click
 
 from freezekeras import __version__
-from freezekeras.errors import EXIT_MODEL_ERROR, EXIT_OK, EXIT_USAGE_ERROR, FreezeKerasError, error_summary
+from freezekeras.errors import (
+    EXIT_MODEL_ERROR,
+    EXIT_OK,
+    EXIT_USAGE_ERROR,
+    FreezeKerasError,
+    error_summary,
+    most_serious,
+)
 
 DEPENDENCIES = ("tensorflow", "tf-keras", "h5py", "protobuf")
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # Click 8.2+
@@ -59,7 +67,8 @@ def _reports_errors(command):
         except Exception as exc:  # a bug, or a failure nothing anticipated
             if debug:
                 traceback.print_exc()
-            subject = kwargs.get("model") or kwargs.get("path")
+            models = kwargs.get("models") or ()
+            subject = kwargs.get("path") or (models[0] if len(models) == 1 else "convert")
             _fail(f"{subject}: unexpected {type(exc).__name__}: {error_summary(exc)} "
                   "(rerun with --debug and report it)", EXIT_MODEL_ERROR)
 
@@ -121,7 +130,11 @@ class _Group(click.Group):
                 code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except _Terminated as stop:
             name = signal.Signals(stop.args[0]).name
-            click.echo(f"freezekeras: stopped by {name}; nothing was written", err=True)
+            kept = getattr(stop, "converted", 0)  # a batch stopped after converting some models
+            plural = ("s", "are") if kept > 1 else ("", "is")
+            written = (f"the {kept} model{plural[0]} converted before {plural[1]} kept, nothing else was written"
+                       if kept else "nothing was written")
+            click.echo(f"freezekeras: stopped by {name}; {written}", err=True)
             sys.exit(128 + stop.args[0])
         except _NO_ARGS_IS_HELP as exc:  # bare "freezekeras": the help text, as Click shows it
             exc.show()
@@ -145,16 +158,18 @@ def main() -> None:
     """Freeze Keras .h5 models into TensorFlow graphs (.pb) that serve anywhere.
 
     Exit codes: 0 success, 1 model or conversion error, 2 usage error,
-    3 verification failed.
+    3 verification failed; for several models, the most serious of theirs
+    (2, then 1, then 3).
     """
 
 
 @main.command()
-@click.argument("model", type=click.Path(path_type=Path, dir_okay=True))
-@click.option("-o", "--output", type=click.Path(path_type=Path),
-              help="Output file, or an existing folder. Default: MODEL with .pb (.pbtxt with --text).")
+@click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="MODEL...")
+@click.option("-o", "--output", type=click.Path(), metavar="PATH",
+              help="Output file, or a folder: an existing one, or one ending in '/' (created). "
+                   "A folder for several models. Default: MODEL with .pb (.pbtxt with --text).")
 @click.option("--output-node", "output_nodes", multiple=True, metavar="NAME",
-              help="Freeze this node instead of the model's outputs (repeatable).")
+              help="Freeze this node instead of the model's outputs (repeatable; one model only).")
 @click.option("--text", is_flag=True, help="Write protobuf text (pbtxt) instead of binary.")
 @click.option("--verify/--no-verify", default=True, show_default=True,
               help="Compare the frozen graph with Keras' predictions on random inputs.")
@@ -166,21 +181,77 @@ def main() -> None:
 @json_option
 @verbose_option
 @_reports_errors
-def convert(model: Path, output: Path | None, output_nodes: tuple[str, ...], text: bool, verify: bool,
-            atol: float | None, seed: int, architecture: Path | None, custom_objects: Path | None,
-            allow_lambda: bool, as_json: bool, verbose: bool) -> None:
-    """Freeze the Keras model MODEL (.h5) into a TensorFlow graph and print its node names."""
-    from freezekeras.api import convert as run_convert
-    from freezekeras.rendering import conversion_text, to_json
+def convert(models: tuple[Path, ...], output: str | None, output_nodes: tuple[str, ...], text: bool,
+            verify: bool, atol: float | None, seed: int, architecture: Path | None, custom_objects: Path | None,
+            allow_lambda: bool, as_json: bool, verbose: bool) -> int:
+    """Freeze Keras models (.h5) into TensorFlow graphs and print their node names.
+
+    MODEL is an .h5 file, a folder (its .h5 and .hdf5 files) or a quoted glob
+    pattern ('models/*.h5'). Several models, a folder or a pattern make a
+    batch: one status line per model and a summary on stderr, and with --json
+    a list; one failing model does not stop the others.
+    """
+    from freezekeras.batch import is_pattern
     from freezekeras.results import ConvertOptions
 
-    options = ConvertOptions(output=output, output_nodes=output_nodes, text=text, verify=verify,
-                             atol=atol, seed=seed, architecture=architecture,
+    options = ConvertOptions(output=None if output is None else Path(output), output_nodes=output_nodes,
+                             text=text, verify=verify, atol=atol, seed=seed, architecture=architecture,
                              custom_objects=custom_objects, allow_lambda=allow_lambda, verbose=verbose)
-    result = run_convert(model, options, on_step=_progress_printer(model))
+    new_folder = output is not None and output.endswith(("/", os.sep)) and not Path(output).is_dir()
+    if len(models) == 1 and not models[0].is_dir() and not is_pattern(models[0]):
+        return _convert_single(models[0], options, as_json=as_json, new_folder=new_folder)
+    return _convert_batch(models, options, as_json=as_json, new_folder=new_folder)
+
+
+def _convert_single(model: Path, options, *, as_json: bool, new_folder: bool) -> int:
+    """One model: the report on stdout, errors raised for :func:`_reports_errors`."""
+    from freezekeras.api import convert as run_convert
+    from freezekeras.batch import convert_many
+    from freezekeras.rendering import conversion_text, to_json
+
+    if new_folder:  # "-o out/": the folder is created once the checks pass
+        step = _progress_printer(model)
+        item = convert_many([model], options, create_output=True,
+                            on_step=None if step is None else (lambda _path, name, seconds: step(name, seconds)))[0]
+        if item.exception is not None:
+            raise item.exception
+        result = item.result
+    else:
+        result = run_convert(model, options, on_step=_progress_printer(model))
     for warning in result.warnings:
         click.echo(f"freezekeras: warning: {result.output}: {warning}", err=True)
     click.echo(to_json(result) if as_json else conversion_text(result))
+    return EXIT_OK
+
+
+def _convert_batch(models: tuple[Path, ...], options, *, as_json: bool, new_folder: bool) -> int:
+    """Several models: a status line each and a summary on stderr; the reports on stdout."""
+    from freezekeras.batch import convert_many, expand_models
+    from freezekeras.rendering import batch_json, batch_status, batch_summary, batch_text
+
+    debug = click.get_current_context().params.get("debug", False)
+    converted = []
+
+    def report(item) -> None:
+        if debug and item.exception is not None:
+            traceback.print_exception(item.exception)
+        for warning in item.result.warnings if item.result is not None else ():
+            click.echo(f"freezekeras: warning: {item.result.output}: {warning}", err=True)
+        click.echo(f"freezekeras: {batch_status(item)}", err=True)
+        if item.ok:
+            converted.append(item.model)
+
+    try:
+        items = convert_many(expand_models(models), options, create_output=new_folder, on_result=report,
+                             on_step=_progress_printer(None))
+    except _Terminated as stop:
+        stop.converted = len(converted)
+        raise
+    data = batch_json(items) if as_json else batch_text(items)
+    if data:
+        click.echo(data)
+    click.echo(f"freezekeras: {batch_summary(items)}", err=True)
+    return most_serious(item.exit_code for item in items)
 
 
 @main.command()
@@ -200,12 +271,18 @@ def inspect(path: Path, architecture: Path | None, custom_objects: Path | None, 
     click.echo(to_json(result) if as_json else inspection_text(result))
 
 
-def _progress_printer(model: Path):
-    """Report step timings on stderr when it is a terminal; otherwise stay silent."""
+def _progress_printer(model: Path | None):
+    """Report step timings on stderr when it is a terminal; otherwise stay silent.
+
+    With ``model`` ``None`` the reporter takes the model as its first argument (a batch).
+    """
     if not sys.stderr.isatty():
         return None
 
     def report(step: str, seconds: float) -> None:
         click.echo(f"freezekeras: {model}: {step} done in {seconds:.1f} s", err=True)
 
-    return report
+    def report_batch(path: Path, step: str, seconds: float) -> None:
+        click.echo(f"freezekeras: {path}: {step} done in {seconds:.1f} s", err=True)
+
+    return report if model is not None else report_batch

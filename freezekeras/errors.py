@@ -17,10 +17,14 @@ code  meaning
       the Keras model computes
 128+N stopped by signal N: SIGINT (Ctrl-C) 130, SIGTERM 143, SIGHUP 129
 ====  ==========================================================
+
+A batch (several models in one call) exits with the most serious code any of
+its models gave, in the order of :data:`SEVERITY`: 2, then 1, then 3, then 0.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -30,6 +34,19 @@ EXIT_OK = 0
 EXIT_MODEL_ERROR = 1
 EXIT_USAGE_ERROR = 2
 EXIT_VERIFICATION_FAILED = 3
+
+#: Exit codes from most to least serious. A usage error (a missing file, an option that
+#: cannot apply) says the command line itself needs fixing; a model error that a file cannot
+#: be converted; a failed verification that it converted but computes something else.
+SEVERITY = (EXIT_USAGE_ERROR, EXIT_MODEL_ERROR, EXIT_VERIFICATION_FAILED, EXIT_OK)
+
+
+def most_serious(codes: Iterable[int]) -> int:
+    """The exit code of a batch: the most serious of ``codes`` by :data:`SEVERITY` (0 for none).
+
+    A code outside :data:`SEVERITY` ranks above all of them.
+    """
+    return min(codes, key=lambda code: SEVERITY.index(code) if code in SEVERITY else -1, default=EXIT_OK)
 
 
 def error_summary(exc: BaseException) -> str:

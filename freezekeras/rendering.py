@@ -6,12 +6,42 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from freezekeras.results import ConversionResult, InspectResult, TensorSpec
+from freezekeras.results import BatchItem, ConversionResult, InspectResult, TensorSpec
 
 
 def to_json(result: ConversionResult | InspectResult) -> str:
     """Return ``result`` as one JSON object (the schema README.md documents)."""
     return json.dumps(result.to_json(), indent=2)
+
+
+def batch_json(items: Sequence[BatchItem]) -> str:
+    """Return the outcomes of a batch as one JSON list, one object per model (README.md)."""
+    return json.dumps([item.to_json() for item in items], indent=2)
+
+
+def batch_text(items: Sequence[BatchItem]) -> str:
+    """Return the readable reports of a batch's converted models, one after the other."""
+    return "\n\n".join(conversion_text(item.result) for item in items if item.result is not None)
+
+
+def batch_status(item: BatchItem) -> str:
+    """Return one model's status line: ``a.h5: converted -> a.pb (12 nodes, verified, max diff 0)``.
+
+    For a failure, ``error: `` and the error's one line (which starts with the file).
+    """
+    result = item.result
+    if result is None:
+        return f"error: {item.error}"
+    check = result.verification
+    verified = "not verified" if check is None else f"verified, max diff {check.max_abs_diff:.3g}"
+    return f"{item.model}: converted -> {result.output} ({result.node_count} nodes, {verified})"
+
+
+def batch_summary(items: Sequence[BatchItem]) -> str:
+    """Return the last line of a batch: ``3 models: 2 converted, 1 failed``."""
+    converted = sum(item.ok for item in items)
+    return (f"{len(items)} model{'' if len(items) == 1 else 's'}: "
+            f"{converted} converted, {len(items) - converted} failed")
 
 
 def conversion_text(result: ConversionResult) -> str:

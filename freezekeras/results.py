@@ -195,3 +195,45 @@ class InspectResult:
             "outputs": [spec.to_json() for spec in self.outputs],
             **self.details,
         }
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """The outcome of one model of :func:`freezekeras.convert_many`: a result or an error.
+
+    Attributes:
+        model: The input file.
+        result: The conversion, or ``None`` if it failed.
+        error: The one-line error message, or ``None`` if it succeeded.
+        exit_code: What the command line exits with for this model alone (0 on success).
+        exception: The exception caught, for a traceback (``--debug``); not compared.
+    """
+
+    model: Path
+    result: ConversionResult | None = None
+    error: str | None = None
+    exit_code: int = 0
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        """The model was converted (and verified, unless verification was off)."""
+        return self.result is not None
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the JSON form: the conversion's object plus ``status``, ``exit_code``, ``error``.
+
+        A failure gives ``model``, ``output`` (``null``), ``status`` ``"failed"``,
+        ``exit_code``, ``error`` and ``verification`` (the failed comparison, or ``null``).
+        """
+        if self.result is not None:
+            return {**self.result.to_json(), "status": "converted", "exit_code": self.exit_code, "error": None}
+        verification = getattr(self.exception, "verification", None)
+        return {
+            "model": str(self.model),
+            "output": None,
+            "status": "failed",
+            "exit_code": self.exit_code,
+            "error": self.error,
+            "verification": None if verification is None else verification.to_json(),
+        }

@@ -1,0 +1,169 @@
+"""Converting many models in one process: folders and glob patterns, one outcome per model.
+
+TensorFlow is imported once; each model is built in its own ``tf.Graph`` and
+``Session`` by :func:`freezekeras.api.convert`, so nothing of one model reaches
+the next. One model's failure is recorded and the next model is converted.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from freezekeras.api import convert
+from freezekeras.errors import EXIT_MODEL_ERROR, FreezeKerasError, OutputError, UsageError, error_summary
+from freezekeras.h5file import check_input_path
+from freezekeras.results import BatchItem, ConvertOptions
+
+#: A folder given as input stands for its files with these suffixes (case-insensitive).
+MODEL_SUFFIXES = (".h5", ".hdf5")
+
+#: Called after each model with its outcome, before the next model starts.
+ResultCallback = Callable[[BatchItem], None]
+
+#: Called after each step of each model with the model, the step's name and its duration in seconds.
+BatchStepCallback = Callable[[Path, str, float], None]
+
+
+def is_pattern(given: str | os.PathLike) -> bool:
+    """``given`` is a glob pattern: it holds ``*``, ``?`` or ``[`` and no such path exists."""
+    text = os.fspath(given)
+    return glob.escape(text) != text and not os.path.lexists(text)
+
+
+def expand_models(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """The model files that ``paths`` name, in order.
+
+    A file (or a path that does not exist) stands for itself; a folder for
+    its ``*.h5`` and ``*.hdf5`` files, sorted, not those of its subfolders and
+    not hidden ones; a glob pattern (see :func:`is_pattern`) for the files it
+    matches, sorted, ``**`` matching any depth of folders.
+
+    Raises:
+        UsageError: ``paths`` is empty, or a folder or pattern names no model file.
+    """
+    if not paths:
+        raise UsageError("no model given. Pass one or more .h5 files, folders or quoted glob patterns.")
+    models: list[Path] = []
+    for given in paths:
+        if is_pattern(given):
+            models += _matches(os.fspath(given))
+        elif Path(given).is_dir():
+            models += _folder_models(Path(given))
+        else:
+            models.append(Path(given))
+    return models
+
+
+def _matches(pattern: str) -> list[Path]:
+    found = [Path(name) for name in sorted(glob.glob(pattern, recursive=True)) if os.path.isfile(name)]
+    if not found:
+        raise UsageError(f"{pattern}: no such file, and no file matches it as a pattern. "
+                         "Check the path or pattern and try again.")
+    return found
+
+
+def _folder_models(folder: Path) -> list[Path]:
+    found = sorted(entry for entry in folder.iterdir()
+                   if entry.suffix.lower() in MODEL_SUFFIXES and not entry.name.startswith(".") and entry.is_file())
+    if not found:
+        if (folder / "saved_model.pb").exists():
+            check_input_path(folder)  # raises the SavedModel error
+        raise UsageError(f"{folder}: is a directory with no .h5 or .hdf5 file in it. Pass a Keras .h5 model "
+                         f"file, a folder holding some, or a quoted pattern such as '{folder}/**/*.h5'.")
+    return found
+
+
+def convert_many(models: Sequence[str | os.PathLike], options: ConvertOptions | None = None, *,
+                 create_output: bool = False, on_result: ResultCallback | None = None,
+                 on_step: BatchStepCallback | None = None) -> list[BatchItem]:
+    """Convert each model with :func:`freezekeras.convert`, going on after a failure.
+
+    Everything that concerns the whole call is checked first, before any model
+    is converted: ``options.output`` must be a folder; ``output_nodes`` and
+    ``architecture``, which name things of one model, need exactly one model;
+    and no two models may be written to the same file.
+
+    Args:
+        models: The ``.h5`` files (see :func:`expand_models` for folders and patterns).
+        options: The options of every conversion; ``output``, when given, is a
+            folder, and each graph is named after its model. Default: beside each model.
+        create_output: Create the ``options.output`` folder (and its parents) if
+            missing, after the checks pass.
+        on_result: Called with each model's outcome as soon as it is known.
+        on_step: Called with ``(model, step, seconds)`` after each step of each model.
+
+    Returns:
+        One item per model, in the given order: the result, or the error message
+        with its exit code. An exception that is not a ``FreezeKerasError`` is
+        reported as an unexpected error of that model, exit code 1.
+
+    Raises:
+        UsageError: One of the checks above failed; nothing was converted.
+        OutputError: The output folder is missing (without ``create_output``),
+            is a file, or cannot be created.
+    """
+    options = options or ConvertOptions()
+    paths = [Path(model) for model in models]
+    _check_batch(paths, options, create_output=create_output)
+    if options.output is not None and create_output:
+        _make_folder(options.output)
+    items = []
+    for path in paths:
+        item = _convert_one(path, options, on_step)
+        items.append(item)
+        if on_result is not None:
+            on_result(item)
+    return items
+
+
+def _check_batch(paths: list[Path], options: ConvertOptions, *, create_output: bool) -> None:
+    if not paths:
+        raise UsageError("no model given. Pass one or more .h5 files, folders or quoted glob patterns.")
+    for option, value in (("--output-node", options.output_nodes), ("--architecture", options.architecture)):
+        if value and len(paths) > 1:
+            raise UsageError(f"{option} applies to one model, and {len(paths)} were given; "
+                             "convert that model on its own.")
+    folder = options.output
+    if folder is not None and not folder.is_dir():
+        if folder.exists():
+            raise OutputError(f"{folder}: is not a folder; -o for a batch of models is a folder. "
+                              "Pass an existing folder, or a new one ending in '/'.")
+        if not create_output:
+            raise OutputError(f"{folder}: no such folder; -o for a batch of models is a folder. "
+                              "Create it, or end the path with '/' to have it created.")
+    _refuse_collisions(paths, options)
+
+
+def _refuse_collisions(paths: list[Path], options: ConvertOptions) -> None:
+    """Raise UsageError if two models would be written to the same file."""
+    suffix = ".pbtxt" if options.text else ".pb"
+    first: dict[Path, Path] = {}
+    for path in paths:
+        target = path.with_suffix(suffix) if options.output is None else options.output / (path.stem + suffix)
+        key = Path(os.path.realpath(target))
+        if key in first:
+            raise UsageError(f"{path}: would be written to {target}, as {first[key]} would; nothing was converted. "
+                             "Give each model once, rename one, or convert them separately.")
+        first[key] = path
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot create the output folder ({exc.strerror}); choose another -o.") from exc
+
+
+def _convert_one(path: Path, options: ConvertOptions, on_step: BatchStepCallback | None) -> BatchItem:
+    step = None if on_step is None else (lambda name, seconds: on_step(path, name, seconds))
+    try:
+        result = convert(path, options, on_step=step)
+    except FreezeKerasError as exc:
+        return BatchItem(model=path, error=str(exc), exit_code=exc.exit_code, exception=exc)
+    except Exception as exc:  # a bug or an unforeseen failure: this model fails, the others go on
+        message = f"{path}: unexpected {type(exc).__name__}: {error_summary(exc)} (rerun with --debug and report it)"
+        return BatchItem(model=path, error=message, exit_code=EXIT_MODEL_ERROR, exception=exc)
+    return BatchItem(model=path, result=result)
