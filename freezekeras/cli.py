@@ -178,7 +178,7 @@ def main() -> None:
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the random verification inputs.")
 @model_options
-@json_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (see README): one object, a list for a batch.")
 @verbose_option
 @_reports_errors
 def convert(models: tuple[Path, ...], output: str | None, output_nodes: tuple[str, ...], text: bool,
