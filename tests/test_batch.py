@@ -89,11 +89,6 @@ def build_custom(path: Path) -> Path:
     return path
 
 
-def build_small(path: Path) -> Path:
-    tf_keras.Sequential([tf_keras.Input((3,)), tf_keras.layers.Dense(2, name="out")]).save(path)
-    return path
-
-
 def assert_matches_keras(h5: Path, pb: Path, report: dict) -> None:
     """The written graph, loaded with plain TensorFlow, computes what Keras computes."""
     specs = [freezekeras.TensorSpec(s["name"], s["dtype"], tuple(s["shape"])) for s in report["inputs"]]
@@ -493,10 +488,13 @@ def test_a_stopped_batch_keeps_finished_models_and_leaves_no_temporary_file(mode
     stdout, stderr = child.communicate(timeout=120)
 
     assert child.returncode == 128 + signal.SIGINT, stderr
-    assert files_under(out) == ["a.pb"]
+    kept = files_under(out)  # a.pb, and b.pb should b have finished before the signal came
+    assert kept in (["a.pb"], ["a.pb", "b.pb"])
     lines = stderr.splitlines()
-    assert STATUS.match(lines[0]) and len(lines) == 2, stderr
-    assert lines[1] == "freezekeras: stopped by SIGINT; the 1 model converted before is kept, nothing else was written"
+    assert len(lines) == len(kept) + 1 and all(STATUS.match(line) for line in lines[:-1]), stderr
+    assert lines[-1] == ("freezekeras: stopped by SIGINT; the 1 model converted before is kept, nothing else was written"
+                         if len(kept) == 1 else
+                         "freezekeras: stopped by SIGINT; the 2 models converted before are kept, nothing else was written")
 
 
 @pytest.mark.parametrize(("shell", "marker"), [
