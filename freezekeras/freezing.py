@@ -151,4 +151,4 @@ def serialize(graph_def: Any, *, text: bool, source: Path, limit: int = PROTOBUF
         from google.protobuf import text_format
 
         return text_format.MessageToString(graph_def).encode("utf-8")
-    return graph_def.SerializeToString(deterministic=True)  # map fields (attrs) in a fixed order
+    return graph_def.SerializeToString()
