@@ -21,8 +21,8 @@ from freezekeras.h5file import (
     check_input_path,
     file_signature,
     read_keras_file,
-    refuse_theano_convolutions,
 )
+from freezekeras.layers import all_layers
 from freezekeras.loading import KerasSession, keras_session
 from freezekeras.output import AtomicFile, output_path
 from freezekeras.results import ConversionResult, ConvertOptions, InspectResult, TensorSpec
@@ -63,7 +63,6 @@ def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
     options = options or ConvertOptions()
     path = Path(model)
     info = read_keras_file(path, architecture=_path_or_none(options.architecture))
-    refuse_theano_convolutions(info)
     target = output_path(path, _path_or_none(options.output), text=options.text)
     timer = _Timer(on_step)
     with AtomicFile(target) as out, contextlib.ExitStack() as stack:
@@ -111,6 +110,7 @@ def _warnings(graph_def: Any, keras: KerasSession, inputs: tuple[TensorSpec, ...
     """What a user should know about the frozen graph before serving it."""
     unused = [spec.name for spec in keras.inputs() if spec not in inputs]
     return (
+        *keras.notes,
         *find_leftovers(graph_def),
         *(f"input {name} is not used by the outputs, so the frozen graph has no such node" for name in unused),
         *(f"stateful layer {name} is frozen with its state at zero: every run starts afresh"
@@ -255,29 +255,16 @@ def _verification_error(path: Path, verification, warnings: Sequence[str]) -> Ve
     )
 
 
-def _all_layers(model: Any) -> Iterator[Any]:
-    """Every layer of ``model``: nested models' and wrapped (TimeDistributed, Bidirectional) ones too."""
-    stack = list(model.layers)
-    while stack:
-        layer = stack.pop()
-        yield layer
-        stack.extend(getattr(layer, "layers", []))
-        for attribute in ("layer", "forward_layer", "backward_layer"):
-            inner = getattr(layer, attribute, None)
-            if inner is not None:
-                stack.append(inner)
-
-
 def _integer_input_limit(model: Any, default: int = 10) -> int:
     """Random integer inputs stay below this: the smallest Embedding or CategoryEncoding size, at most ``default``."""
     sizes = [getattr(layer, "input_dim", None) if type(layer).__name__ == "Embedding"
              else getattr(layer, "num_tokens", None) if type(layer).__name__ == "CategoryEncoding"
-             else None for layer in _all_layers(model)]
+             else None for layer in all_layers(model)]
     return max(1, min([default] + [int(size) for size in sizes if size]))
 
 
 def _stateful_layers(model: Any) -> list[str]:
-    return sorted({layer.name for layer in _all_layers(model) if getattr(layer, "stateful", False)})
+    return sorted({layer.name for layer in all_layers(model) if getattr(layer, "stateful", False)})
 
 
 def _path_or_none(value: str | os.PathLike | None) -> Path | None:

@@ -15,13 +15,13 @@ from typing import Any, Iterator
 
 from freezekeras.compat import function_references_to_names
 from freezekeras.errors import (
-    ConversionError,
     LambdaLayerError,
     ModelFileError,
     UsageError,
     WeightsOnlyError,
     error_summary,
 )
+from freezekeras.keras1 import is_keras1, translate_model_config
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 ZIP_SIGNATURE = b"PK\x03\x04"
@@ -46,8 +46,8 @@ class KerasFileInfo:
         architecture: The JSON/YAML file the config came from, when the
             ``.h5`` supplies only the weights.
         config_rewritten: ``model_config`` was changed to be readable (see
-            :mod:`freezekeras.compat`), so the model must be built from it
-            rather than by Keras' ``load_model``.
+            :mod:`freezekeras.compat` and :mod:`freezekeras.keras1`), so the
+            model must be built from it rather than by Keras' ``load_model``.
     """
 
     path: Path
@@ -127,9 +127,9 @@ def read_keras_file(path: Path, *, architecture: Path | None = None) -> KerasFil
                 raw_config = attrs.get("model_config")
                 if raw_config is None:
                     raise _missing_config_error(path, handle)
-                config = _parse_config(path, _text(raw_config))
-            keras_version = _text(attrs.get("keras_version"))
-            backend = _text(attrs.get("backend"))
+                config = _parse_config(path, text_attribute(raw_config))
+            keras_version = text_attribute(attrs.get("keras_version"))
+            backend = text_attribute(attrs.get("backend"))
     except OSError as exc:
         raise ModelFileError(
             f"{path}: the HDF5 file is damaged or truncated ({error_summary(exc)}). "
@@ -137,11 +137,13 @@ def read_keras_file(path: Path, *, architecture: Path | None = None) -> KerasFil
         ) from exc
     if architecture is not None:
         config = read_architecture(architecture)
-        keras_version = keras_version or _text(config.get("keras_version"))
-        backend = backend or _text(config.get("backend"))
+        keras_version = keras_version or text_attribute(config.get("keras_version"))
+        backend = backend or text_attribute(config.get("backend"))
     if keras_version and keras_version.startswith("3."):
         raise ModelFileError(f"{path}: was saved by Keras {keras_version}. {KERAS3_HINT}")
     config, rewritten = function_references_to_names(config)
+    if is_keras1(keras_version):
+        config, rewritten = translate_model_config(config, source=path), True
     return KerasFileInfo(
         path=path,
         model_config=config,
@@ -171,7 +173,7 @@ def read_architecture(path: Path) -> dict[str, Any]:
                 "or pass the architecture as JSON."
             ) from None
         try:
-            config = yaml.safe_load(path.read_text(encoding="utf-8"))
+            config = yaml.safe_load(path.readtext_attribute(encoding="utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise ModelFileError(
                 f"{path}: is not valid YAML ({error_summary(exc)}). Pass the file model.to_yaml() wrote."
@@ -195,27 +197,6 @@ def find_lambda_layers(config: Any) -> Iterator[str]:
     for class_name, layer_config in _layer_configs(config):
         if class_name == "Lambda" or layer_config.get("function_type") == "lambda":  # or Lambda-like
             yield str(layer_config.get("name") or "<unnamed>")
-
-
-def refuse_theano_convolutions(info: KerasFileInfo) -> None:
-    """Raise :class:`ConversionError` for a Theano-trained model with convolution layers.
-
-    Theano stores convolution kernels flipped; Keras 2's loader flipped them
-    back, tf-keras does not, so the frozen graph would compute something else
-    (and verification, comparing with the same wrongly loaded model, could not tell).
-    """
-    if (info.backend or "").lower() != "theano":
-        return
-    convolutions = [str(layer_config.get("name") or class_name)
-                    for class_name, layer_config in _layer_configs(info.model_config)
-                    if "Conv" in class_name or "Deconvolution" in class_name]
-    if convolutions:
-        raise ConversionError(
-            f"{info.path}: was trained with the Theano backend and holds convolution layers "
-            f"({', '.join(convolutions)}) whose kernels Theano stores flipped; tf-keras would load "
-            "them unflipped. Converting them is planned; until then flip them in Keras 2 "
-            "(keras.utils.layer_utils.convert_all_kernels_in_model) and save the model again."
-        )
 
 
 def _layer_configs(config: Any) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -273,13 +254,14 @@ def _check_config(path: Path, config: Any, what: str) -> dict[str, Any]:
     return config
 
 
-def _text(value: Any) -> str | None:
+def text_attribute(value: Any) -> str | None:
+    """An HDF5 attribute (bytes, numpy scalar or str) as text; ``None`` stays ``None``."""
     if value is None:
         return None
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     if hasattr(value, "item") and not isinstance(value, str):
-        return _text(value.item())
+        return text_attribute(value.item())
     return str(value)
 
 
@@ -291,5 +273,5 @@ __all__ = [
     "find_lambda_layers",
     "read_keras_file",
     "refuse_lambda_layers",
-    "refuse_theano_convolutions",
+    "text_attribute",
 ]

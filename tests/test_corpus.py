@@ -45,7 +45,16 @@ PLAIN_LOAD_OK = [
 ]
 
 # reference/ cases (MANIFEST.md) that tf-keras reads: NAME_model.h5, or NAME_config.json + NAME_weights.h5.
-REFERENCE = ["simple_rnn_tf_keras_2", "simple_flatten_lstm_tf_keras_2", "mnist_mlp_tf_keras_2"]
+REFERENCE = ["simple_rnn_tf_keras_2", "simple_flatten_lstm_tf_keras_2", "mnist_mlp_tf_keras_2",
+             "simple_lstm_tf_keras_1", "simple_lstm_th_keras_1", "mnist_mlp_th_keras_1"]
+
+# Full models plain loading gets wrong or cannot build: Keras 1.2.2 configs and weights, Theano kernels.
+TRANSLATED = {
+    "dl4j_conv2d_theano_keras1.h5": ("convolution2d_1_input", "float32", (None, 5, 5, 5)),
+    "dl4j_embedding_lstm_tf_keras1.h5": ("embedding_1_input", "int32", (None, 10)),
+    "dl4j_batch_to_conv2d_theano_k2.h5": ("dense_1_input", "float32", (None, 100)),
+    "dl4j_bilstm_theano_k2.h5": None,
+}
 
 # Weights-only files whose architecture JSON lies beside them (MANIFEST.md), all layers standard.
 WEIGHTS_WITH_JSON = ["hls4ml_KERAS_3layer_batch_norm_weights"]
@@ -101,6 +110,15 @@ def test_full_model_converts_verifies_and_is_clean(tmp_path, filename, record_pr
         np.testing.assert_allclose(got, want, rtol=0, atol=atol, err_msg=f"{filename}: {spec.name}")
 
 
+@pytest.mark.parametrize("filename", sorted(TRANSLATED))
+def test_keras1_and_theano_models_convert_and_verify(tmp_path, filename):
+    result = freezekeras.convert(CORPUS / filename, freezekeras.ConvertOptions(output=tmp_path / "m.pb"))
+    assert result.verification.passed
+    _assert_clean(read_graph_def(result.output))
+    if TRANSLATED[filename]:
+        assert [(s.name, s.dtype, s.shape) for s in result.inputs] == [TRANSLATED[filename]]
+
+
 @pytest.mark.parametrize("name", WEIGHTS_WITH_JSON)
 def test_weights_only_file_converts_with_its_json(tmp_path, name):
     result = freezekeras.convert(CORPUS / f"{name}.h5", freezekeras.ConvertOptions(
@@ -127,10 +145,12 @@ def test_reference_model_reproduces_original_predictions(tmp_path, name, record_
         inputs = {layer: data["inputs"][layer][()] for layer in input_layers}
         predictions = {layer: data["predictions"][layer][()] for layer in output_layers}
 
-    # The file names Keras layers; the conversion says which graph node each one is.
-    assert sorted(spec.layer for spec in result.inputs) == sorted(input_layers)
+    # The file names Keras layers; the conversion says which graph node each one is. Keras 1.2
+    # named a Sequential model's input differently (lstm_input_1, not lstm_1_input): by position then.
     assert sorted(spec.layer for spec in result.outputs) == sorted(output_layers)
-    feeds = {spec.name: inputs[spec.layer] for spec in result.inputs}
+    by_name = sorted(spec.layer for spec in result.inputs) == sorted(input_layers)
+    assert by_name or (name.endswith("keras_1") and len(input_layers) == len(result.inputs) == 1)
+    feeds = {spec.name: inputs[spec.layer if by_name else input_layers[0]] for spec in result.inputs}
     frozen = run_frozen(result.output, feeds, [spec.name for spec in result.outputs])
 
     worst = 0.0
@@ -145,9 +165,6 @@ def test_reference_model_reproduces_original_predictions(tmp_path, name, record_
 
 # Files freezekeras cannot convert yet (MANIFEST.md), each refused with its reason and next step.
 REFUSED = {
-    "dl4j_batch_to_conv2d_theano_k2.h5": ((), "Theano backend and holds convolution layers (conv2d_1)"),
-    "dl4j_conv2d_theano_keras1.h5": ((), "was saved by Keras 1.2.2"),
-    "dl4j_embedding_lstm_tf_keras1.h5": ((), "was saved by Keras 1.2.2"),
     "dl4j_model_lambda.h5": ((), "Lambda layers (lambda_3, lambda_4)"),
     "dl4j_model_lambda.h5 --allow-lambda": (("--allow-lambda",), "written by another Python version"),
     "dl4j_space_to_depth_lambda_2in.h5 --allow-lambda": (("--allow-lambda",), "written by another Python version"),

@@ -757,20 +757,3 @@ def test_lookup_tables_are_refused(tmp_path: Path, flags: tuple[str, ...]) -> No
 
     assert_one_error_line(result, EXIT_MODEL_ERROR, model, "lookup tables", "Do the lookup before feeding")
     assert_nothing_changed(before, tmp_path)
-
-
-def test_theano_trained_convolutions_are_refused(model_dir: Path, tmp_path: Path) -> None:
-    """A Theano-trained conv model would load with unflipped kernels: refused. Dense ones convert."""
-    conv, dense = tmp_path / "conv_theano.h5", tmp_path / "dense_theano.h5"
-    for source, target in ((model_dir / "conv_bn.h5", conv), (model_dir / "dense.h5", dense)):
-        shutil.copy(source, target)
-        with h5py.File(target, "r+") as handle:
-            handle.attrs["backend"] = "theano"
-    before = snapshot(tmp_path)
-
-    result = run_cli("convert", conv)
-
-    assert_one_error_line(result, EXIT_MODEL_ERROR, conv, "Theano backend", "convolution layers (conv)",
-                          "convert_all_kernels_in_model")
-    assert_nothing_changed(before, tmp_path)
-    assert run_cli("convert", dense).exit_code == EXIT_OK
