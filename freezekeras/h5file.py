@@ -7,6 +7,8 @@ hold Lambda layers) live here.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from freezekeras.keras1 import is_keras1, translate_model_config
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 ZIP_SIGNATURE = b"PK\x03\x04"
 RESAVE_HINT = "save the model with model.save('model.h5') in Keras and convert that file"
+LAMBDA_REPLACEMENT_HINT = "a CUSTOM_OBJECTS dict mapping each Lambda layer's name to a function computing the same"
 KERAS3_HINT = (
     "freezekeras reads Keras 2 (tf-keras) .h5 models, not Keras 3 ones: build the model with "
     "tf_keras (pip install tf-keras), load or retrain its weights, save it with "
@@ -173,7 +176,7 @@ def read_architecture(path: Path) -> dict[str, Any]:
                 "or pass the architecture as JSON."
             ) from None
         try:
-            config = yaml.safe_load(path.readtext_attribute(encoding="utf-8"))
+            config = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise ModelFileError(
                 f"{path}: is not valid YAML ({error_summary(exc)}). Pass the file model.to_yaml() wrote."
@@ -183,20 +186,66 @@ def read_architecture(path: Path) -> dict[str, Any]:
 
 
 def refuse_lambda_layers(info: KerasFileInfo) -> None:
-    """Raise :class:`LambdaLayerError` if the model holds Lambda layers."""
+    """Raise :class:`LambdaLayerError` if the model holds Lambda layers with bytecode."""
     if info.lambda_layers:
         names = ", ".join(info.lambda_layers)
         raise LambdaLayerError(
             f"{info.path}: the model holds Lambda layers ({names}) whose Python bytecode Keras "
-            "would run while loading. If you trust this file, pass --allow-lambda."
+            "would run while loading. If you trust this file, pass --allow-lambda; or give your own "
+            f"functions for them with --custom-objects FILE.py ({LAMBDA_REPLACEMENT_HINT})."
         )
 
 
 def find_lambda_layers(config: Any) -> Iterator[str]:
-    """Yield the name of every Lambda layer in a model config, nested models included."""
+    """Yield the name of every Lambda layer holding marshalled bytecode, nested models included.
+
+    A Lambda that names a function (``function_type`` ``"function"``) holds
+    no code: Keras looks the name up among the custom objects.
+    """
     for class_name, layer_config in _layer_configs(config):
+        if class_name == "Lambda" and not _holds_bytecode(layer_config):
+            continue
         if class_name == "Lambda" or layer_config.get("function_type") == "lambda":  # or Lambda-like
             yield str(layer_config.get("name") or "<unnamed>")
+
+
+def replace_lambda_functions(info: KerasFileInfo, functions: dict[str, Any]) -> KerasFileInfo:
+    """Point every Lambda layer named in ``functions`` at that function instead of its bytecode.
+
+    The layer's marshalled function (and a marshalled output shape or mask)
+    is then never loaded: Keras looks the layer name up among the custom
+    objects, and infers the output shape by calling the function.
+
+    Args:
+        info: The file's metadata.
+        functions: The custom objects; keys that are Lambda layer names replace those layers.
+
+    Returns:
+        ``info`` itself when nothing is replaced, else a copy with the rewritten config.
+    """
+    replaced = [name for name in info.lambda_layers if name in functions]
+    if not replaced:
+        return info
+    config = copy.deepcopy(info.model_config)
+    for class_name, layer_config in _layer_configs(config):
+        if class_name == "Lambda" and layer_config.get("name") in replaced:
+            layer_config.update(function=_function_reference(layer_config["name"]), function_type="function",
+                                module=None)
+            for part in ("output_shape", "mask"):
+                if layer_config.get(f"{part}_type") == "lambda":
+                    layer_config.update({part: None, f"{part}_type": "raw", f"{part}_module": None})
+    return dataclasses.replace(info, model_config=config, config_rewritten=True,
+                               lambda_layers=tuple(find_lambda_layers(config)))
+
+
+def _function_reference(name: str) -> dict[str, Any]:
+    """How tf-keras serializes a reference to a function it finds among the custom objects."""
+    return {"class_name": "function", "config": name, "module": None, "registered_name": name}
+
+
+def _holds_bytecode(layer_config: dict[str, Any]) -> bool:
+    return "function_type" not in layer_config or any(
+        layer_config.get(f"{part}_type") == "lambda" for part in ("function", "output_shape", "mask"))
 
 
 def _layer_configs(config: Any) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -273,5 +322,6 @@ __all__ = [
     "find_lambda_layers",
     "read_keras_file",
     "refuse_lambda_layers",
+    "replace_lambda_functions",
     "text_attribute",
 ]

@@ -12,7 +12,12 @@ from typing import Any, Callable, Iterator
 from freezekeras.custom import load_custom_objects
 from freezekeras.errors import ConversionError, UnknownObjectError, error_summary
 from freezekeras.graphs import run_session, tensor_spec
-from freezekeras.h5file import KerasFileInfo, refuse_lambda_layers
+from freezekeras.h5file import (
+    LAMBDA_REPLACEMENT_HINT,
+    KerasFileInfo,
+    refuse_lambda_layers,
+    replace_lambda_functions,
+)
 from freezekeras.keras1 import is_keras1
 from freezekeras.legacy_weights import load_legacy_weights, needs_legacy_loading
 from freezekeras.results import TensorSpec
@@ -80,15 +85,17 @@ def keras_session(info: KerasFileInfo, *, custom_objects: Path | None = None,
         The built model with its graph and session; the session is closed on exit.
 
     Raises:
-        LambdaLayerError: The model has Lambda layers and ``allow_lambda`` is false.
+        LambdaLayerError: The model has Lambda layers holding bytecode, ``custom_objects``
+            gives no function for them by layer name, and ``allow_lambda`` is false.
         UnknownObjectError: The model names a layer or function Keras lacks.
         ConversionError: Keras failed to build the model for another reason.
     """
-    if not allow_lambda:
-        refuse_lambda_layers(info)
     tf = import_tensorflow(verbose=verbose)
     tf_keras = import_tf_keras(verbose=verbose)
     objects = load_custom_objects(custom_objects) if custom_objects is not None else {}
+    info = replace_lambda_functions(info, objects)
+    if not allow_lambda:
+        refuse_lambda_layers(info)
     graph = tf.Graph()
     with _keras_classes_restored(tf_keras), graph.as_default(), quiet(verbose):
         session = tf.compat.v1.Session(graph=graph)
@@ -165,8 +172,9 @@ def _load_error(exc: Exception, info: KerasFileInfo, objects: dict[str, Any],
     if info.lambda_layers and _is_marshal_error(exc):
         return ConversionError(
             f"{path}: the bytecode of Lambda layers ({', '.join(info.lambda_layers)}) was written by "
-            f"another Python version and cannot be loaded here ({message}). Rebuild the model with "
-            "the same Lambda functions in this Python and save it again."
+            f"another Python version and cannot be loaded here ({message}). Give your own functions "
+            f"for them with --custom-objects FILE.py ({LAMBDA_REPLACEMENT_HINT}), or rebuild the "
+            "model in this Python and save it again."
         )
     unknown = _UNKNOWN_OBJECT.search(str(exc))
     if unknown:

@@ -166,7 +166,8 @@ def test_reference_model_reproduces_original_predictions(tmp_path, name, record_
 # Files freezekeras cannot convert yet (MANIFEST.md), each refused with its reason and next step.
 REFUSED = {
     "dl4j_model_lambda.h5": ((), "Lambda layers (lambda_3, lambda_4)"),
-    "dl4j_model_lambda.h5 --allow-lambda": (("--allow-lambda",), "written by another Python version"),
+    "dl4j_model_lambda.h5 --allow-lambda": (("--allow-lambda",), "Give your own functions for them with "
+                                            "--custom-objects FILE.py"),
     "dl4j_space_to_depth_lambda_2in.h5 --allow-lambda": (("--allow-lambda",), "written by another Python version"),
     "konduit_deepfm.h5 --allow-lambda": (("--allow-lambda",), "written by another Python version"),
     "hls4ml_hgq_jet_classifier.h5": ((), "'FixedPointQuantizer', which Keras does not know"),
@@ -175,6 +176,18 @@ REFUSED = {
     "hls4ml_qkeras_3layer_weights.h5 --architecture": (
         ("--architecture", str(CORPUS / "hls4ml_qkeras_3layer_weights.json")), "which Keras does not know"),
 }
+
+
+def test_unloadable_lambda_replaced_through_custom_objects(tmp_path):
+    """YOLOv2's space_to_depth_x2 Lambda (Python 3.6 bytecode), replaced by the user's function."""
+    objects = tmp_path / "yolo_lambdas.py"
+    objects.write_text("import tensorflow as tf\n"
+                       "CUSTOM_OBJECTS = {'space_to_depth_x2': lambda x: tf.nn.space_to_depth(x, block_size=2)}\n")
+    model = CORPUS / "dl4j_space_to_depth_lambda_2in.h5"
+    result = freezekeras.convert(model, freezekeras.ConvertOptions(output=tmp_path / "m.pb", custom_objects=objects))
+    assert result.verification.passed
+    _assert_clean(read_graph_def(result.output))
+    assert "SpaceToDepth" in {node.op for node in read_graph_def(result.output).node}
 
 
 @pytest.mark.parametrize("case", sorted(REFUSED))
