@@ -110,6 +110,22 @@ def test_full_model_converts_verifies_and_is_clean(tmp_path, filename, record_pr
         np.testing.assert_allclose(got, want, rtol=0, atol=atol, err_msg=f"{filename}: {spec.name}")
 
 
+# Nested models and TensorFlowOpLayer: the names printed are the frozen graph's own nodes.
+NODE_NAMES = {
+    "konduit_tfop_0.h5": (["input_1"], ["dense/BiasAdd"]),
+    "teachable_machine_mobilenet.h5": (["sequential_1_input"], ["sequential_3/dense_Dense2/Softmax"]),
+}
+
+
+@pytest.mark.parametrize("filename", sorted(NODE_NAMES))
+def test_nested_and_tfop_models_name_their_real_nodes(tmp_path, filename):
+    result = freezekeras.convert(CORPUS / filename, freezekeras.ConvertOptions(output=tmp_path / "m.pb"))
+    ops = {node.name: node.op for node in read_graph_def(result.output).node}
+    assert ([s.name for s in result.inputs], [s.name for s in result.outputs]) == NODE_NAMES[filename]
+    assert [ops[s.name] for s in result.inputs] == ["Placeholder"]
+    assert all(s.name in ops for s in result.outputs)
+
+
 @pytest.mark.parametrize("filename", sorted(TRANSLATED))
 def test_keras1_and_theano_models_convert_and_verify(tmp_path, filename):
     result = freezekeras.convert(CORPUS / filename, freezekeras.ConvertOptions(output=tmp_path / "m.pb"))
