@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from freezekeras.compat import function_references_to_names
+from freezekeras.compat import default_gru_reset_after, function_references_to_names
 from freezekeras.errors import (
     LambdaLayerError,
     ModelFileError,
@@ -144,9 +144,11 @@ def read_keras_file(path: Path, *, architecture: Path | None = None) -> KerasFil
         backend = backend or text_attribute(config.get("backend"))
     if keras_version and keras_version.startswith("3."):
         raise ModelFileError(f"{path}: was saved by Keras {keras_version}. {KERAS3_HINT}")
-    config, rewritten = function_references_to_names(config)
     if is_keras1(keras_version):
-        config, rewritten = translate_model_config(config, source=path), True
+        config = translate_model_config(config, source=path)
+    config, references = function_references_to_names(config)
+    config, grus = default_gru_reset_after(config)
+    rewritten = references or grus or is_keras1(keras_version)
     return KerasFileInfo(
         path=path,
         model_config=config,

@@ -135,6 +135,44 @@ def test_keras1_and_theano_models_convert_and_verify(tmp_path, filename):
         assert [(s.name, s.dtype, s.shape) for s in result.inputs] == [TRANSLATED[filename]]
 
 
+def _theano_mlp(keras):
+    return keras.Sequential([
+        keras.layers.Dense(512, activation="relu", input_shape=(784,), name="dense_1"),
+        keras.layers.Dropout(0.2, name="dropout_1"),
+        keras.layers.Dense(512, activation="relu", name="dense_2"),
+        keras.layers.Dropout(0.2, name="dropout_2"),
+        keras.layers.Dense(10, activation="softmax", name="dense_3"),
+    ])
+
+
+def _theano_lstm(keras):
+    return keras.Sequential([
+        keras.layers.LSTM(96, return_sequences=True, input_shape=(None, 12), name="lstm_1"),
+        keras.layers.LSTM(96, name="lstm_2"),
+        keras.layers.Dense(1, name="dense_1"),
+    ])
+
+
+# Weights-only files that ship no architecture: the test writes one, as their user would.
+WEIGHTS_WITHOUT_JSON = {"dl4j_mnist_mlp_theano_k2_weights.h5": _theano_mlp, "dl4j_lstm_theano_k2_weights.h5": _theano_lstm}
+
+
+@pytest.mark.parametrize("filename", sorted(WEIGHTS_WITHOUT_JSON))
+def test_weights_only_file_converts_with_an_architecture_written_for_it(tmp_path, filename):
+    import tf_keras
+
+    model = WEIGHTS_WITHOUT_JSON[filename](tf_keras)
+    (tmp_path / "arch.json").write_text(model.to_json())
+    model.load_weights(CORPUS / filename)
+    result = freezekeras.convert(CORPUS / filename, freezekeras.ConvertOptions(
+        output=tmp_path / "m.pb", architecture=tmp_path / "arch.json"))
+    assert result.verification.passed
+    _assert_clean(read_graph_def(result.output))
+    inputs = own_inputs(result.inputs, seed=7, free_dim=5)
+    frozen, = run_frozen(result.output, {result.inputs[0].name: inputs[0]}, [result.outputs[0].name])
+    np.testing.assert_allclose(frozen, model.predict(inputs[0], verbose=0), rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("name", WEIGHTS_WITH_JSON)
 def test_weights_only_file_converts_with_its_json(tmp_path, name):
     result = freezekeras.convert(CORPUS / f"{name}.h5", freezekeras.ConvertOptions(

@@ -324,3 +324,26 @@ def test_theano_trained_kernels_are_flipped_as_keras2_did(tmp_path, model_dir):
                         [s.name for s in result.outputs])
     np.testing.assert_allclose(frozen[0], expected[0], atol=1e-5)
     assert "Theano" in " ".join(result.warnings) and "conv" in " ".join(result.warnings)
+
+
+def test_gru_saved_before_reset_after_existed(tmp_path):
+    """Keras 2.0-2.1.5 saved GRU configs without reset_after; they meant reset_after=False."""
+    import h5py
+
+    tf_keras.utils.set_random_seed(4)
+    model = tf_keras.Sequential([layers.GRU(3, reset_after=False, input_shape=(5, 2), name="gru"),
+                                 layers.Dense(1, name="out")])
+    _randomize(model, seed=4)
+    path = tmp_path / "old_gru.h5"
+    model.save(path)
+    with h5py.File(path, "r+") as handle:
+        config = json.loads(handle.attrs["model_config"])
+        del config["config"]["layers"][1]["config"]["reset_after"]
+        handle.attrs["model_config"] = json.dumps(config)
+        handle.attrs["keras_version"] = "2.0.8"
+
+    result = convert(path, ConvertOptions(output=tmp_path / "m.pb"))
+
+    x = np.random.default_rng(0).normal(size=(3, 5, 2)).astype("float32")
+    frozen, = run_frozen(result.output, {result.inputs[0].name: x}, [result.outputs[0].name])
+    np.testing.assert_allclose(frozen, model.predict(x, verbose=0), atol=1e-5)
