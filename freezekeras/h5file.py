@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from freezekeras.compat import default_gru_reset_after, function_references_to_names
+from freezekeras.compat import cudnn_layers_to_portable, default_gru_reset_after, function_references_to_names
 from freezekeras.errors import (
     LambdaLayerError,
     ModelFileError,
@@ -147,8 +147,9 @@ def read_keras_file(path: Path, *, architecture: Path | None = None) -> KerasFil
     if is_keras1(keras_version):
         config = translate_model_config(config, source=path)
     config, references = function_references_to_names(config)
+    config, cudnn = cudnn_layers_to_portable(config)
     config, grus = default_gru_reset_after(config)
-    rewritten = references or grus or is_keras1(keras_version)
+    rewritten = references or cudnn or grus or is_keras1(keras_version)
     return KerasFileInfo(
         path=path,
         model_config=config,

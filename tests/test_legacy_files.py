@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from freezekeras import ConvertOptions, convert
 from freezekeras.cli import main
+from freezekeras.graphs import read_graph_def
 from conftest import run_frozen
 
 tf_keras = pytest.importorskip("tf_keras")
@@ -347,3 +348,27 @@ def test_gru_saved_before_reset_after_existed(tmp_path):
     x = np.random.default_rng(0).normal(size=(3, 5, 2)).astype("float32")
     frozen, = run_frozen(result.output, {result.inputs[0].name: x}, [result.outputs[0].name])
     np.testing.assert_allclose(frozen, model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_cudnn_layers_become_portable_layers(tmp_path):
+    """CuDNNLSTM/CuDNNGRU have no CPU kernel: frozen as the LSTM/GRU computing the same."""
+    from tf_keras.src.layers.rnn.cudnn_gru import CuDNNGRU
+    from tf_keras.src.layers.rnn.cudnn_lstm import CuDNNLSTM
+
+    tf_keras.utils.set_random_seed(6)
+    cudnn = tf_keras.Sequential([CuDNNLSTM(4, return_sequences=True, input_shape=(5, 3), name="rnn_a"),
+                                 CuDNNGRU(3, name="rnn_b"), layers.Dense(2, name="out")])
+    _randomize(cudnn, seed=6)
+    cudnn.save(tmp_path / "cudnn.h5")
+    portable = tf_keras.Sequential([
+        layers.LSTM(4, return_sequences=True, recurrent_activation="sigmoid", input_shape=(5, 3), name="rnn_a"),
+        layers.GRU(3, recurrent_activation="sigmoid", reset_after=True, name="rnn_b"), layers.Dense(2, name="out")])
+    portable.load_weights(tmp_path / "cudnn.h5")  # tf-keras' own cuDNN-to-portable weight conversion
+
+    result = convert(tmp_path / "cudnn.h5", ConvertOptions(output=tmp_path / "m.pb"))
+
+    ops = {node.op for node in read_graph_def(result.output).node}
+    assert not {op for op in ops if op.startswith("Cudnn")}
+    x = np.random.default_rng(1).normal(size=(3, 5, 3)).astype("float32")
+    frozen, = run_frozen(result.output, {result.inputs[0].name: x}, [result.outputs[0].name])
+    np.testing.assert_allclose(frozen, portable.predict(x, verbose=0), atol=1e-5)
