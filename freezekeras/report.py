@@ -23,6 +23,7 @@ from typing import Any
 
 import click
 
+from freezekeras.api import convert
 from freezekeras.errors import (
     ConversionError,
     FreezeKerasError,
@@ -115,16 +116,14 @@ def find_cases(folder: Path) -> list[Case]:
 
 def run_case(case: Case, workdir: Path) -> Row:
     """Convert one model into ``workdir`` and say what happened; never raises but for KeyboardInterrupt."""
-    import freezekeras
-
     version, backend = read_versions(case)
     options = ConvertOptions(output=workdir / "model.pb", architecture=case.architecture, reference=case.reference)
     facts = {"case": case, "keras_version": version, "backend": backend}
     try:
-        result = freezekeras.convert(case.model, options)
+        result = convert(case.model, options)
     except ReferenceMismatchError as exc:
         return Row(**facts, outcome="failed", reason=short_reason(exc, case),
-                   live_diff=_live_diff(case, workdir, exc), reference_diff=exc.verification.max_abs_diff)
+                   live_diff=_live_diff(case, workdir), reference_diff=exc.verification.max_abs_diff)
     except VerificationError as exc:
         return Row(**facts, outcome="failed", reason=short_reason(exc, case),
                    live_diff=exc.verification.max_abs_diff if exc.verification else None)
@@ -296,13 +295,10 @@ def _has_model_config(model: Path) -> bool:
         return True
 
 
-def _live_diff(case: Case, workdir: Path, exc: VerificationError) -> float | None:
+def _live_diff(case: Case, workdir: Path) -> float | None:
     """The live comparison of a conversion whose reference check failed: rerun without the reference."""
-    import freezekeras
-
     try:
-        result = freezekeras.convert(case.model, ConvertOptions(output=workdir / "model.pb",
-                                                                architecture=case.architecture))
+        result = convert(case.model, ConvertOptions(output=workdir / "model.pb", architecture=case.architecture))
     except Exception:
         return None
     finally:
