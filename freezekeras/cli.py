@@ -162,13 +162,17 @@ def main() -> None:
               help="Largest accepted difference. Default: 1e-4 x the largest Keras output (at least 1e-4).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the random verification inputs.")
+@click.option("--reference", type=click.Path(path_type=Path), metavar="FILE",
+              help="Also check the frozen graph against recorded inputs and predictions: an .npz "
+                   "(x0.., y0.., or keys named by input/output) or an HDF5 file with inputs/ and "
+                   "predictions/ groups.")
 @model_options
 @json_option
 @verbose_option
 @_reports_errors
 def convert(model: Path, output: Path | None, output_nodes: tuple[str, ...], text: bool, verify: bool,
-            atol: float | None, seed: int, architecture: Path | None, custom_objects: Path | None,
-            allow_lambda: bool, as_json: bool, verbose: bool) -> None:
+            atol: float | None, seed: int, reference: Path | None, architecture: Path | None,
+            custom_objects: Path | None, allow_lambda: bool, as_json: bool, verbose: bool) -> None:
     """Freeze the Keras model MODEL (.h5) into a TensorFlow graph and print its node names."""
     from freezekeras.api import convert as run_convert
     from freezekeras.rendering import conversion_text, to_json
@@ -176,7 +180,8 @@ def convert(model: Path, output: Path | None, output_nodes: tuple[str, ...], tex
 
     options = ConvertOptions(output=output, output_nodes=output_nodes, text=text, verify=verify,
                              atol=atol, seed=seed, architecture=architecture,
-                             custom_objects=custom_objects, allow_lambda=allow_lambda, verbose=verbose)
+                             custom_objects=custom_objects, allow_lambda=allow_lambda, verbose=verbose,
+                             reference=reference)
     result = run_convert(model, options, on_step=_progress_printer(model))
     for warning in result.warnings:
         click.echo(f"freezekeras: warning: {result.output}: {warning}", err=True)

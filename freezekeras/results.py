@@ -63,6 +63,10 @@ class ConvertOptions:
             functions; running it is an explicit opt-in.
         allow_lambda: Load Lambda layers, running the Python bytecode they hold.
         verbose: Leave TensorFlow's logging on.
+        reference: Recorded inputs and predictions the frozen graph must
+            reproduce (within ``atol``): an ``.npz`` or an HDF5 file with
+            ``inputs/`` and ``predictions/`` groups. Checked besides the
+            comparison with Keras, or alone when ``verify`` is false.
     """
 
     output: Path | None = None
@@ -75,6 +79,7 @@ class ConvertOptions:
     custom_objects: Path | None = None
     allow_lambda: bool = False
     verbose: bool = False
+    reference: Path | None = None
 
     def __post_init__(self) -> None:
         """Check the values; a single node name is taken as a one-name tuple.
@@ -138,7 +143,11 @@ class ConversionResult:
         size_bytes: Size of the written file.
         verification: The comparison with Keras, or ``None`` if skipped.
         warnings: Things in the frozen graph a serving runtime may reject.
-        timings: Seconds spent per step (``load``, ``freeze``, ``write``, ``verify``).
+        timings: Seconds spent per step (``load``, ``freeze``, ``write``,
+            ``verify``, ``reference``).
+        reference: The comparison with the recorded predictions of
+            ``ConvertOptions.reference`` (``input_shapes``: the recorded
+            inputs fed), or ``None`` without one.
     """
 
     model: Path
@@ -150,6 +159,7 @@ class ConversionResult:
     verification: Verification | None
     warnings: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
+    reference: Verification | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Return the JSON form documented in README.md."""
@@ -161,6 +171,7 @@ class ConversionResult:
             "node_count": self.node_count,
             "size_bytes": self.size_bytes,
             "verification": None if self.verification is None else self.verification.to_json(),
+            "reference": None if self.reference is None else self.reference.to_json(),
             "warnings": list(self.warnings),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
