@@ -110,6 +110,8 @@ def _translate_layer(layer: dict[str, Any], source: Any) -> dict[str, Any]:
             f"{source}: uses the Keras 1 layer {class_name} ({_name(config)}), which Keras 2 removed; "
             f"{REMOVED_LAYERS[class_name]} in Keras 2 and save the model again."
         )
+    if class_name == "Sequential" and _merges_models(_sequential_layers(config)):
+        return _merged_sequential_to_functional(_sequential_layers(config), source)
     if class_name in {"Sequential", "Model"}:
         layer["config"] = _translate_model(class_name, config, source)
         if class_name == "Model":
@@ -136,18 +138,75 @@ def _translate_layer(layer: dict[str, Any], source: Any) -> dict[str, Any]:
 
 def _translate_model(class_name: str, config: Any, source: Any) -> Any:
     if class_name == "Sequential":
-        layers = config if isinstance(config, list) else config.get("layers", [])
-        if any(isinstance(item, dict) and item.get("class_name") == "Merge"
-               and (item.get("config") or {}).get("layers") for item in layers):
-            raise ConversionError(
-                f"{source}: is a Keras 1 Sequential model that merges other Sequential models "
-                "(a Merge layer of models), which freezekeras cannot translate yet; rebuild it "
-                "as a functional Model in Keras 1 or 2, load the weights and save it again."
-            )
+        layers = _sequential_layers(config)
         translated = _input_layer(layers[0]) + [_translate_layer(item, source) for item in layers]
         return translated if isinstance(config, list) else {**config, "layers": translated}
     config["layers"] = [_translate_nested(item, source) for item in config.get("layers", [])]
     return config
+
+
+def _sequential_layers(config: Any) -> list[Any]:
+    return config if isinstance(config, list) else (config or {}).get("layers", [])
+
+
+def _merges_models(layers: list[Any]) -> bool:
+    """Whether a Keras 1 Sequential model starts with a Merge of other models."""
+    first = layers[0] if layers else None
+    return isinstance(first, dict) and first.get("class_name") == "Merge" and \
+        bool((first.get("config") or {}).get("layers"))
+
+
+def _merged_sequential_to_functional(layers: list[Any], source: Any) -> dict[str, Any]:
+    """A Keras 1 Sequential model starting with ``Merge([model_a, model_b, ...])``, as a functional Model.
+
+    The merged models' layers are flattened into the functional graph under
+    their own names, as Keras 1 flattened them when saving the weights.
+    """
+    entries, inputs, last = _chain(layers, source)
+    return {"class_name": "Functional", "config": {
+        "name": "sequential", "layers": entries,
+        "input_layers": [[name, 0, 0] for name in inputs], "output_layers": [[last, 0, 0]],
+    }}
+
+
+def _chain(layers: list[Any], source: Any) -> tuple[list[dict[str, Any]], list[str], str]:
+    """Functional layer entries for a Keras 1 Sequential layer list: (entries, input names, last name)."""
+    first, rest = layers[0], layers[1:]
+    if _merges_models(layers):
+        entries, inputs, tails = [], [], []
+        for branch in first["config"]["layers"]:
+            if not isinstance(branch, dict) or branch.get("class_name") != "Sequential":
+                raise ConversionError(
+                    f"{source}: Merge layer {_name(first['config'])} merges a {branch.get('class_name')!r} "
+                    "model, and freezekeras translates only merged Sequential models; rebuild it as a "
+                    "functional Model in Keras 1 or 2, load the weights and save it again."
+                )
+            branch_entries, branch_inputs, tail = _chain(_sequential_layers(branch["config"]), source)
+            entries, inputs, tails = entries + branch_entries, inputs + branch_inputs, tails + [tail]
+        merge = {**first, "config": {k: v for k, v in first["config"].items() if k != "layers"}}
+        entries.append(_entry(merge, tails, source))
+    else:
+        config = dict(first.get("config") or {})
+        if "batch_input_shape" not in config:
+            raise ConversionError(
+                f"{source}: the first layer {_name(config)} of a merged Sequential model has no input "
+                "shape (batch_input_shape); the file is incomplete. Save the model again in Keras."
+            )
+        input_name = f"{config.get('name')}_input"
+        entries = [{"class_name": "InputLayer", "name": input_name, "inbound_nodes": [], "config": {
+            "batch_input_shape": config.pop("batch_input_shape"), "name": input_name,
+            "dtype": config.pop("input_dtype", None) or "float32", "sparse": False}}]
+        inputs = [input_name]
+        entries.append(_entry({**first, "config": config}, [input_name], source))
+    for layer in rest:
+        entries.append(_entry(layer, [entries[-1]["name"]], source))
+    return entries, inputs, entries[-1]["name"]
+
+
+def _entry(layer: dict[str, Any], inbound: list[str], source: Any) -> dict[str, Any]:
+    translated = _translate_layer(copy.deepcopy(layer), source)
+    name = translated["config"]["name"]
+    return {**translated, "name": name, "inbound_nodes": [[[source_name, 0, 0, {}] for source_name in inbound]]}
 
 
 def _input_layer(first: Any) -> list[dict[str, Any]]:

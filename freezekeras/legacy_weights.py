@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from freezekeras.errors import ConversionError
 from freezekeras.h5file import text_attribute
 from freezekeras.keras1 import is_keras1
 from freezekeras.layers import all_layers
@@ -48,7 +49,11 @@ def load_legacy_weights(model: Any, path: Path, *, keras_version: str | None, ba
         attrs = dict(group.attrs)
         if is_keras1(keras_version or text_attribute(attrs.get("keras_version"))):
             attrs["keras_version"] = "1"  # tf-keras converts Keras 1 layouts only for "1"
-        hdf5_format.load_weights_from_hdf5_group(_GroupWithAttrs(group, attrs), model)
+            # By name: a Keras 1 model's layers may be ordered otherwise in tf-keras (merged models).
+            _check_every_layer_saved(model, group, path)
+            hdf5_format.load_weights_from_hdf5_group_by_name(_GroupWithAttrs(group, attrs), model)
+        else:
+            hdf5_format.load_weights_from_hdf5_group(_GroupWithAttrs(group, attrs), model)
     if (backend or "").lower() != "theano":
         return []
     return flip_theano_kernels(model)
@@ -80,6 +85,17 @@ def flip_theano_kernels(model: Any) -> list[str]:
         layer.set_weights(weights)
         flipped.append(layer.name)
     return flipped
+
+
+def _check_every_layer_saved(model: Any, group: Any, path: Path) -> None:
+    """Loading by name skips layers the file lacks; a frozen graph must not keep their random weights."""
+    saved = {text_attribute(name) for name in group.attrs.get("layer_names", [])}
+    missing = [layer.name for layer in model.layers if layer.weights and layer.name not in saved]
+    if missing:
+        raise ConversionError(
+            f"{path}: holds no weights for layer{'s' if len(missing) > 1 else ''} {', '.join(missing)} of "
+            "the model; pass the weights file saved with this model."
+        )
 
 
 class _GroupWithAttrs:

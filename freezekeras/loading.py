@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from freezekeras.custom import load_custom_objects
-from freezekeras.errors import ConversionError, UnknownObjectError, error_summary
+from freezekeras.errors import ConversionError, FreezeKerasError, UnknownObjectError, error_summary
 from freezekeras.graphs import run_session, tensor_spec
 from freezekeras.h5file import (
     LAMBDA_REPLACEMENT_HINT,
@@ -155,6 +155,8 @@ def _load_model(tf_keras, info: KerasFileInfo, objects: dict[str, Any],
             return model, ()
         return model, (f"kernels of {', '.join(flipped)} were flipped: the model was trained with Theano, "
                        "which stores them mirrored (Keras 2 did the same when loading)",)
+    except FreezeKerasError:
+        raise
     except Exception as exc:  # Keras raises many types for a model it cannot build
         raise _load_error(exc, info, objects, objects_file) from exc
 

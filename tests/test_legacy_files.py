@@ -221,7 +221,35 @@ def functional_merge_pair():
     return model, config
 
 
+def merged_sequential_pair():
+    """The Keras 1 idiom for two inputs: a Sequential model starting with Merge([left, right])."""
+    left = layers.Input((4,), name="dense_l_input")
+    right = layers.Input((3,), name="dense_r_input")
+    merged = layers.Concatenate(name="merge_1")([layers.Dense(5, activation="relu", name="dense_l")(left),
+                                                 layers.Dense(5, name="dense_r")(right)])
+    model = tf_keras.Model([left, right], layers.Dense(2, name="dense_out")(merged))
+
+    def dense(name, units, inputs=None, activation="linear"):
+        config = {"name": name, "trainable": True, "output_dim": units, "init": "glorot_uniform",
+                  "activation": activation, "bias": True, "input_dim": inputs}
+        if inputs:
+            config.update(batch_input_shape=[None, inputs], input_dtype="float32")
+        return {"class_name": "Dense", "config": config}
+
+    config = {"class_name": "Sequential", "config": [
+        {"class_name": "Merge", "config": {
+            "name": "merge_1", "mode": "concat", "concat_axis": -1, "dot_axes": -1, "mode_type": "raw",
+            "output_shape": None, "output_shape_type": "raw", "output_mask": None, "output_mask_type": "raw",
+            "arguments": {}, "node_indices": [0, 0], "tensor_indices": [0, 0],
+            "layers": [{"class_name": "Sequential", "config": [dense("dense_l", 5, 4, "relu")]},
+                       {"class_name": "Sequential", "config": [dense("dense_r", 5, 3)]}]}},
+        dense("dense_out", 2),
+    ]}
+    return model, config
+
+
 PAIRS = {
+    "merged_sequential_models": merged_sequential_pair,
     "conv1d_dense": conv_dense_pair,
     "embedding_lstm_gru": recurrent_pair,
     "conv2d_bn_timedistributed_simplernn": image_sequence_pair,
@@ -269,12 +297,11 @@ REFUSED = {
         "uses the Keras 1 layer Highway ('hw'), which Keras 2 removed; rebuild it from Dense layers in "
         "Keras 2 and save the model again.",
     ),
-    "merge_of_models": (
+    "merge_of_a_functional_model": (
         {"class_name": "Merge", "config": {"name": "m", "mode": "concat", "layers": [
-            {"class_name": "Sequential", "config": []}]}},
-        "is a Keras 1 Sequential model that merges other Sequential models (a Merge layer of models), which "
-        "freezekeras cannot translate yet; rebuild it as a functional Model in Keras 1 or 2, load the "
-        "weights and save it again.",
+            {"class_name": "Model", "config": {"layers": []}}]}},
+        "Merge layer 'm' merges a 'Model' model, and freezekeras translates only merged Sequential models; "
+        "rebuild it as a functional Model in Keras 1 or 2, load the weights and save it again.",
     ),
     "merge_lambda_mode": (
         {"class_name": "Merge", "config": {"name": "m", "mode": ["bytecode"], "mode_type": "lambda"}},
@@ -372,3 +399,21 @@ def test_cudnn_layers_become_portable_layers(tmp_path):
     x = np.random.default_rng(1).normal(size=(3, 5, 3)).astype("float32")
     frozen, = run_frozen(result.output, {result.inputs[0].name: x}, [result.outputs[0].name])
     np.testing.assert_allclose(frozen, portable.predict(x, verbose=0), atol=1e-5)
+
+
+def test_keras1_file_missing_a_layers_weights_is_refused(tmp_path):
+    import h5py
+
+    model, config = conv_dense_pair()
+    path = tmp_path / "partial.h5"
+    write_keras1(path, model, config)
+    with h5py.File(path, "r+") as handle:
+        names = [name for name in handle["model_weights"].attrs["layer_names"] if name not in ("dense_2", b"dense_2")]
+        handle["model_weights"].attrs["layer_names"] = names
+
+    result = CliRunner().invoke(main, ["convert", str(path), "-o", str(tmp_path / "m.pb")])
+
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (f"freezekeras: error: {path}: holds no weights for layer dense_2 of the model; "
+                             "pass the weights file saved with this model.\n")
+    assert not (tmp_path / "m.pb").exists()
