@@ -68,7 +68,7 @@ def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
     """
     options = options or ConvertOptions()
     path = Path(model)
-    info = read_keras_file(path, architecture=_path_or_none(options.architecture))
+    info = read_keras_file(path, architecture=_path_or_none(options.architecture), backend=options.backend)
     recording = None if options.reference is None else read_recording(Path(options.reference))
     target = output_path(path, _path_or_none(options.output), text=options.text)
     timer = _Timer(on_step)

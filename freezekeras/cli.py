@@ -166,12 +166,15 @@ def main() -> None:
               help="Also check the frozen graph against recorded inputs and predictions: an .npz "
                    "(x0.., y0.., or keys named by input/output) or an HDF5 file with inputs/ and "
                    "predictions/ groups.")
+@click.option("--backend", type=click.Choice(["tensorflow", "theano"]),
+              help="The Keras backend that trained the model, for files that do not record it "
+                   "(Keras 1). theano: flip convolution kernels.")
 @model_options
 @json_option
 @verbose_option
 @_reports_errors
 def convert(model: Path, output: Path | None, output_nodes: tuple[str, ...], text: bool, verify: bool,
-            atol: float | None, seed: int, reference: Path | None, architecture: Path | None,
+            atol: float | None, seed: int, reference: Path | None, backend: str | None, architecture: Path | None,
             custom_objects: Path | None, allow_lambda: bool, as_json: bool, verbose: bool) -> None:
     """Freeze the Keras model MODEL (.h5) into a TensorFlow graph and print its node names."""
     from freezekeras.api import convert as run_convert
@@ -181,7 +184,7 @@ def convert(model: Path, output: Path | None, output_nodes: tuple[str, ...], tex
     options = ConvertOptions(output=output, output_nodes=output_nodes, text=text, verify=verify,
                              atol=atol, seed=seed, architecture=architecture,
                              custom_objects=custom_objects, allow_lambda=allow_lambda, verbose=verbose,
-                             reference=reference)
+                             reference=reference, backend=backend)
     result = run_convert(model, options, on_step=_progress_printer(model))
     for warning in result.warnings:
         click.echo(f"freezekeras: warning: {result.output}: {warning}", err=True)

@@ -100,7 +100,7 @@ def file_signature(path: Path) -> str | None:
     return None
 
 
-def read_keras_file(path: Path, *, architecture: Path | None = None) -> KerasFileInfo:
+def read_keras_file(path: Path, *, architecture: Path | None = None, backend: str | None = None) -> KerasFileInfo:
     """Check that ``path`` is a Keras HDF5 model and read its metadata.
 
     Args:
@@ -108,6 +108,7 @@ def read_keras_file(path: Path, *, architecture: Path | None = None) -> KerasFil
             ``architecture`` is given.
         architecture: A JSON (``model.to_json()``) or YAML file with the
             model's architecture; the ``.h5`` then supplies only weights.
+        backend: The backend that trained the model, for a file that does not record one.
 
     Returns:
         The file's metadata.
@@ -118,6 +119,7 @@ def read_keras_file(path: Path, *, architecture: Path | None = None) -> KerasFil
             archive, or holds no (or a malformed) Keras model config.
         WeightsOnlyError: The file holds weights but no architecture, and
             ``architecture`` was not given.
+        UsageError: ``backend`` contradicts the backend the file records.
     """
     check_input_path(path)
     _check_signature(path)
@@ -132,7 +134,7 @@ def read_keras_file(path: Path, *, architecture: Path | None = None) -> KerasFil
                     raise _missing_config_error(path, handle)
                 config = _parse_config(path, text_attribute(raw_config))
             keras_version = text_attribute(attrs.get("keras_version"))
-            backend = text_attribute(attrs.get("backend"))
+            recorded = text_attribute(attrs.get("backend"))
     except OSError as exc:
         raise ModelFileError(
             f"{path}: the HDF5 file is damaged or truncated ({error_summary(exc)}). "
@@ -141,7 +143,12 @@ def read_keras_file(path: Path, *, architecture: Path | None = None) -> KerasFil
     if architecture is not None:
         config = read_architecture(architecture)
         keras_version = keras_version or text_attribute(config.get("keras_version"))
-        backend = backend or text_attribute(config.get("backend"))
+        recorded = recorded or text_attribute(config.get("backend"))
+    if backend is not None and recorded is not None and recorded.lower() != backend:
+        raise UsageError(
+            f"{path}: records that it was trained with {recorded}; --backend {backend} is only for "
+            "files that do not say (Keras 1). Leave it out."
+        )
     if keras_version and keras_version.startswith("3."):
         raise ModelFileError(f"{path}: was saved by Keras {keras_version}. {KERAS3_HINT}")
     if is_keras1(keras_version):
@@ -154,7 +161,7 @@ def read_keras_file(path: Path, *, architecture: Path | None = None) -> KerasFil
         path=path,
         model_config=config,
         keras_version=keras_version,
-        backend=backend,
+        backend=recorded or backend,
         lambda_layers=tuple(find_lambda_layers(config)),
         architecture=architecture,
         config_rewritten=rewritten,

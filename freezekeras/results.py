@@ -42,6 +42,10 @@ class TensorSpec:
         return data
 
 
+#: The Keras backends a file may have been trained with, as ``--backend`` names them.
+BACKENDS = ("tensorflow", "theano")
+
+
 @dataclass(frozen=True)
 class ConvertOptions:
     """Options of :func:`freezekeras.convert`; every field has a sensible default.
@@ -67,6 +71,9 @@ class ConvertOptions:
             reproduce (within ``atol``): an ``.npz`` or an HDF5 file with
             ``inputs/`` and ``predictions/`` groups. Checked besides the
             comparison with Keras, or alone when ``verify`` is false.
+        backend: The Keras backend that trained the model (``"theano"`` or
+            ``"tensorflow"``), for files that do not record it (Keras 1);
+            ``"theano"`` flips convolution kernels.
     """
 
     output: Path | None = None
@@ -80,12 +87,14 @@ class ConvertOptions:
     allow_lambda: bool = False
     verbose: bool = False
     reference: Path | None = None
+    backend: str | None = None
 
     def __post_init__(self) -> None:
         """Check the values; a single node name is taken as a one-name tuple.
 
         Raises:
-            UsageError: ``seed`` is negative or ``atol`` is not a finite number >= 0.
+            UsageError: ``seed`` is negative, ``atol`` is not a finite number >= 0, or
+                ``backend`` is not one of :data:`BACKENDS`.
         """
         if isinstance(self.output_nodes, str):
             object.__setattr__(self, "output_nodes", (self.output_nodes,))
@@ -93,6 +102,8 @@ class ConvertOptions:
             raise UsageError(f"seed {self.seed!r}: use a whole number of 0 or more (--seed).")
         if self.atol is not None and not (math.isfinite(self.atol) and self.atol >= 0):
             raise UsageError(f"atol {self.atol!r}: use a finite number of 0 or more (--atol).")
+        if self.backend not in (None, *BACKENDS):
+            raise UsageError(f"backend {self.backend!r}: use one of {', '.join(BACKENDS)} (--backend).")
 
 
 def severity(difference: float) -> float:

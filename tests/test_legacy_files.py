@@ -417,3 +417,47 @@ def test_keras1_file_missing_a_layers_weights_is_refused(tmp_path):
     assert result.stderr == (f"freezekeras: error: {path}: holds no weights for layer dense_2 of the model; "
                              "pass the weights file saved with this model.\n")
     assert not (tmp_path / "m.pb").exists()
+
+
+def _keras1_conv(path, kernel_flipped: bool):
+    """A Keras 1.2 Convolution2D file (no backend recorded) and the Keras 2 model it was made from."""
+    tf_keras.utils.set_random_seed(8)
+    model = tf_keras.Sequential([layers.Conv2D(2, (3, 3), input_shape=(6, 6, 2), name="convolution2d_1")])
+    _randomize(model, seed=8)
+    config = {"class_name": "Sequential", "config": [{"class_name": "Convolution2D", "config": {
+        "name": "convolution2d_1", "trainable": True, "batch_input_shape": [None, 6, 6, 2],
+        "input_dtype": "float32", "nb_filter": 2, "nb_row": 3, "nb_col": 3, "activation": "linear",
+        "border_mode": "valid", "subsample": [1, 1], "dim_ordering": "tf", "bias": True}}]}
+    write_keras1(path, model, config)
+    if kernel_flipped:  # how Theano's true convolution stores the same filter
+        import h5py
+
+        with h5py.File(path, "r+") as handle:
+            kernel = handle["model_weights/convolution2d_1/convolution2d_1_W"]
+            kernel[...] = kernel[()][::-1, ::-1]
+    return model
+
+
+@pytest.mark.parametrize("backend", ["theano", "tensorflow"])
+def test_backend_option_for_keras1_files_that_do_not_record_it(tmp_path, backend):
+    model = _keras1_conv(tmp_path / "conv.h5", kernel_flipped=backend == "theano")
+
+    result = CliRunner().invoke(main, ["convert", str(tmp_path / "conv.h5"), "--backend", backend,
+                                       "-o", str(tmp_path / "m.pb"), "--json"])
+
+    assert result.exit_code == 0, result.stderr
+    x = np.random.default_rng(2).normal(size=(2, 6, 6, 2)).astype("float32")
+    data = json.loads(result.stdout)
+    frozen, = run_frozen(tmp_path / "m.pb", {data["inputs"][0]["name"]: x}, [data["outputs"][0]["name"]])
+    np.testing.assert_allclose(frozen, model.predict(x, verbose=0), atol=1e-5)
+    assert ("were flipped" in result.stderr) == (backend == "theano")
+
+
+def test_backend_option_cannot_contradict_the_file(tmp_path, model_dir):
+    result = CliRunner().invoke(main, ["convert", str(model_dir / "dense.h5"), "--backend", "theano",
+                                       "-o", str(tmp_path / "m.pb")])
+
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == (f"freezekeras: error: {model_dir / 'dense.h5'}: records that it was trained with "
+                             "tensorflow; --backend theano is only for files that do not say (Keras 1). "
+                             "Leave it out.\n")
