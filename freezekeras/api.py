@@ -14,17 +14,18 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from freezekeras.errors import ConversionError, UsageError, VerificationError, error_summary
+from freezekeras.errors import ConversionError, ReferenceMismatchError, UsageError, VerificationError, error_summary
 from freezekeras.freezing import find_leftovers, freeze_graph, order_nodes, serialize
 from freezekeras.graphs import graph_inputs_outputs, op_histogram, read_graph_def, tensor_spec
 from freezekeras.h5file import (
     check_input_path,
     file_signature,
     read_keras_file,
-    refuse_theano_convolutions,
 )
+from freezekeras.layers import all_layers
 from freezekeras.loading import KerasSession, keras_session
 from freezekeras.output import AtomicFile, output_path
+from freezekeras.reference import Recording, check_recording, read_recording
 from freezekeras.results import ConversionResult, ConvertOptions, InspectResult, TensorSpec
 from freezekeras.tfimport import import_tensorflow
 from freezekeras.verification import BATCH_SIZE, FREE_DIM_SIZE, verify
@@ -41,29 +42,34 @@ def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
 
     The model is built in tf-keras in inference mode, frozen, written
     atomically and, unless ``options.verify`` is false, read back and checked
-    against Keras' own predictions before the file appears at its path.
+    against Keras' own predictions before the file appears at its path. With
+    ``options.reference``, it is also checked against recorded predictions.
 
     Args:
         model: The Keras ``.h5`` file.
         options: Conversion options; defaults when ``None``.
         on_step: Called with ``(step, seconds)`` after ``load``, ``freeze``,
-            ``write`` and ``verify``.
+            ``write``, ``verify`` and ``reference``.
 
     Returns:
         The output path, the nodes to feed and fetch, and the verification.
 
     Raises:
-        UsageError: A path or output node name is wrong.
+        UsageError: A path or output node name is wrong, or the reference
+            file does not fit the model.
         ModelFileError: The file is not a Keras model freezekeras can read.
         LambdaLayerError: The model holds Lambda layers and they are not allowed.
         UnknownObjectError: The model uses custom layers or functions.
         ConversionError: Keras or TensorFlow failed.
-        VerificationError: The frozen graph's outputs differ; nothing is written.
+        VerificationError: The frozen graph's outputs differ from Keras';
+            nothing is written.
+        ReferenceMismatchError: They differ from the recorded predictions
+            (a VerificationError too); nothing is written.
     """
     options = options or ConvertOptions()
     path = Path(model)
-    info = read_keras_file(path, architecture=_path_or_none(options.architecture))
-    refuse_theano_convolutions(info)
+    info = read_keras_file(path, architecture=_path_or_none(options.architecture), backend=options.backend)
+    recording = None if options.reference is None else read_recording(Path(options.reference))
     target = output_path(path, _path_or_none(options.output), text=options.text)
     timer = _Timer(on_step)
     with AtomicFile(target) as out, contextlib.ExitStack() as stack:
@@ -84,6 +90,12 @@ def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
                 verification = _verify(keras, out.temporary, inputs, outputs, options, path)
             if not verification.passed:
                 raise _verification_error(path, verification, warnings)
+        reference = None
+        if recording is not None:
+            with timer.step("reference"):
+                reference = _check_reference(out.temporary, recording, inputs, outputs, options, path)
+            if not reference.passed:
+                raise _reference_error(path, recording, reference)
         out.commit()
     return ConversionResult(
         model=path,
@@ -95,6 +107,7 @@ def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
         verification=verification,
         warnings=warnings,
         timings=timer.timings,
+        reference=reference,
     )
 
 
@@ -111,6 +124,7 @@ def _warnings(graph_def: Any, keras: KerasSession, inputs: tuple[TensorSpec, ...
     """What a user should know about the frozen graph before serving it."""
     unused = [spec.name for spec in keras.inputs() if spec not in inputs]
     return (
+        *keras.notes,
         *find_leftovers(graph_def),
         *(f"input {name} is not used by the outputs, so the frozen graph has no such node" for name in unused),
         *(f"stateful layer {name} is frozen with its state at zero: every run starts afresh"
@@ -240,6 +254,29 @@ def _verify(keras: KerasSession, written: Path, inputs, outputs, options: Conver
         ) from exc
 
 
+def _check_reference(written: Path, recording: Recording, inputs, outputs, options: ConvertOptions,
+                     path: Path):
+    graph_def = read_graph_def(written)
+    tf = import_tensorflow()
+    try:
+        return check_recording(graph_def, recording, inputs, outputs, atol=options.atol)
+    except tf.errors.OpError as exc:  # e.g. inputs the shape checks could not catch
+        raise UsageError(
+            f"{recording.path}: the frozen graph of {path} cannot run on the recorded inputs "
+            f"({error_summary(exc)}); nothing was written. Record inputs this model takes."
+        ) from exc
+
+
+def _reference_error(path: Path, recording: Recording, reference) -> ReferenceMismatchError:
+    return ReferenceMismatchError(
+        f"{path}: the frozen graph's outputs differ from the predictions recorded in {recording.path} "
+        f"by up to {reference.max_abs_diff:.3g} (output {reference.worst_output}, tolerance {reference.atol:.3g}); "
+        f"nothing was written. Check that the file records this model's predictions, or pass --atol "
+        "to accept the difference.",
+        verification=reference,
+    )
+
+
 def _verification_error(path: Path, verification, warnings: Sequence[str]) -> VerificationError:
     random_ops = [line for line in warnings if line.startswith("random ops")]
     if random_ops:  # e.g. Dropout called with training=True: no two runs agree
@@ -255,29 +292,16 @@ def _verification_error(path: Path, verification, warnings: Sequence[str]) -> Ve
     )
 
 
-def _all_layers(model: Any) -> Iterator[Any]:
-    """Every layer of ``model``: nested models' and wrapped (TimeDistributed, Bidirectional) ones too."""
-    stack = list(model.layers)
-    while stack:
-        layer = stack.pop()
-        yield layer
-        stack.extend(getattr(layer, "layers", []))
-        for attribute in ("layer", "forward_layer", "backward_layer"):
-            inner = getattr(layer, attribute, None)
-            if inner is not None:
-                stack.append(inner)
-
-
 def _integer_input_limit(model: Any, default: int = 10) -> int:
     """Random integer inputs stay below this: the smallest Embedding or CategoryEncoding size, at most ``default``."""
     sizes = [getattr(layer, "input_dim", None) if type(layer).__name__ == "Embedding"
              else getattr(layer, "num_tokens", None) if type(layer).__name__ == "CategoryEncoding"
-             else None for layer in _all_layers(model)]
+             else None for layer in all_layers(model)]
     return max(1, min([default] + [int(size) for size in sizes if size]))
 
 
 def _stateful_layers(model: Any) -> list[str]:
-    return sorted({layer.name for layer in _all_layers(model) if getattr(layer, "stateful", False)})
+    return sorted({layer.name for layer in all_layers(model) if getattr(layer, "stateful", False)})
 
 
 def _path_or_none(value: str | os.PathLike | None) -> Path | None:

@@ -82,8 +82,8 @@ def convert_many(models: Sequence[str | os.PathLike], options: ConvertOptions | 
     """Convert each model with :func:`freezekeras.convert`, going on after a failure.
 
     Everything that concerns the whole call is checked first, before any model
-    is converted: ``options.output`` must be a folder; ``output_nodes`` and
-    ``architecture``, which name things of one model, need exactly one model;
+    is converted: ``options.output`` must be a folder; ``output_nodes``,
+    ``architecture`` and ``reference``, which name things of one model, need exactly one model;
     and no two models may be written to the same file.
 
     Args:
@@ -122,7 +122,9 @@ def convert_many(models: Sequence[str | os.PathLike], options: ConvertOptions | 
 def _check_batch(paths: list[Path], options: ConvertOptions, *, create_output: bool) -> None:
     if not paths:
         raise UsageError("no model given. Pass one or more .h5 files, folders or quoted glob patterns.")
-    for option, value in (("--output-node", options.output_nodes), ("--architecture", options.architecture)):
+    one_model = (("--output-node", options.output_nodes), ("--architecture", options.architecture),
+                 ("--reference", options.reference))
+    for option, value in one_model:
         if value and len(paths) > 1:
             raise UsageError(f"{option} applies to one model, and {len(paths)} were given; "
                              "convert that model on its own.")

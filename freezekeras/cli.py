@@ -177,13 +177,21 @@ def main() -> None:
               help="Largest accepted difference. Default: 1e-4 x the largest Keras output (at least 1e-4).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the random verification inputs.")
+@click.option("--reference", type=click.Path(path_type=Path), metavar="FILE",
+              help="Also check the frozen graph against recorded inputs and predictions: an .npz "
+                   "(x0.., y0.., or keys named by input/output) or an HDF5 file with inputs/ and "
+                   "predictions/ groups.")
+@click.option("--backend", type=click.Choice(["tensorflow", "theano"]),
+              help="The Keras backend that trained the model, for files that do not record it "
+                   "(Keras 1). theano: flip convolution kernels.")
 @model_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (see README): one object, a list for a batch.")
 @verbose_option
 @_reports_errors
 def convert(models: tuple[Path, ...], output: str | None, output_nodes: tuple[str, ...], text: bool,
-            verify: bool, atol: float | None, seed: int, architecture: Path | None, custom_objects: Path | None,
-            allow_lambda: bool, as_json: bool, verbose: bool) -> int:
+            verify: bool, atol: float | None, seed: int, reference: Path | None, backend: str | None,
+            architecture: Path | None, custom_objects: Path | None, allow_lambda: bool, as_json: bool,
+            verbose: bool) -> int:
     """Freeze Keras models (.h5) into TensorFlow graphs and print their node names.
 
     MODEL is an .h5 file, a folder (its .h5 and .hdf5 files) or a quoted glob
@@ -196,7 +204,8 @@ def convert(models: tuple[Path, ...], output: str | None, output_nodes: tuple[st
 
     options = ConvertOptions(output=None if output is None else Path(output), output_nodes=output_nodes,
                              text=text, verify=verify, atol=atol, seed=seed, architecture=architecture,
-                             custom_objects=custom_objects, allow_lambda=allow_lambda, verbose=verbose)
+                             custom_objects=custom_objects, allow_lambda=allow_lambda, verbose=verbose,
+                             reference=reference, backend=backend)
     new_folder = output is not None and output.endswith(("/", os.sep)) and not Path(output).is_dir()
     if len(models) == 1 and not models[0].is_dir() and not is_pattern(models[0]):
         return _convert_single(models[0], options, as_json=as_json, new_folder=new_folder)

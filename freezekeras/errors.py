@@ -155,3 +155,11 @@ class VerificationError(FreezeKerasError):
         """Keep ``verification``, the comparison that failed, for the caller."""
         super().__init__(message)
         self.verification = verification
+
+
+class ReferenceMismatchError(VerificationError):
+    """Raised when the frozen graph does not reproduce the predictions recorded in a reference file.
+
+    The file is the one given as ``--reference``; ``verification`` holds the
+    comparison with it. Nothing has been written.
+    """

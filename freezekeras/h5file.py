@@ -7,25 +7,28 @@ hold Lambda layers) live here.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from freezekeras.compat import function_references_to_names
+from freezekeras.compat import cudnn_layers_to_portable, default_gru_reset_after, function_references_to_names
 from freezekeras.errors import (
-    ConversionError,
     LambdaLayerError,
     ModelFileError,
     UsageError,
     WeightsOnlyError,
     error_summary,
 )
+from freezekeras.keras1 import is_keras1, translate_model_config
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 ZIP_SIGNATURE = b"PK\x03\x04"
 RESAVE_HINT = "save the model with model.save('model.h5') in Keras and convert that file"
+LAMBDA_REPLACEMENT_HINT = "a CUSTOM_OBJECTS dict mapping each Lambda layer's name to a function computing the same"
 KERAS3_HINT = (
     "freezekeras reads Keras 2 (tf-keras) .h5 models, not Keras 3 ones: build the model with "
     "tf_keras (pip install tf-keras), load or retrain its weights, save it with "
@@ -46,8 +49,8 @@ class KerasFileInfo:
         architecture: The JSON/YAML file the config came from, when the
             ``.h5`` supplies only the weights.
         config_rewritten: ``model_config`` was changed to be readable (see
-            :mod:`freezekeras.compat`), so the model must be built from it
-            rather than by Keras' ``load_model``.
+            :mod:`freezekeras.compat` and :mod:`freezekeras.keras1`), so the
+            model must be built from it rather than by Keras' ``load_model``.
     """
 
     path: Path
@@ -97,7 +100,7 @@ def file_signature(path: Path) -> str | None:
     return None
 
 
-def read_keras_file(path: Path, *, architecture: Path | None = None) -> KerasFileInfo:
+def read_keras_file(path: Path, *, architecture: Path | None = None, backend: str | None = None) -> KerasFileInfo:
     """Check that ``path`` is a Keras HDF5 model and read its metadata.
 
     Args:
@@ -105,6 +108,7 @@ def read_keras_file(path: Path, *, architecture: Path | None = None) -> KerasFil
             ``architecture`` is given.
         architecture: A JSON (``model.to_json()``) or YAML file with the
             model's architecture; the ``.h5`` then supplies only weights.
+        backend: The backend that trained the model, for a file that does not record one.
 
     Returns:
         The file's metadata.
@@ -115,6 +119,7 @@ def read_keras_file(path: Path, *, architecture: Path | None = None) -> KerasFil
             archive, or holds no (or a malformed) Keras model config.
         WeightsOnlyError: The file holds weights but no architecture, and
             ``architecture`` was not given.
+        UsageError: ``backend`` contradicts the backend the file records.
     """
     check_input_path(path)
     _check_signature(path)
@@ -127,9 +132,9 @@ def read_keras_file(path: Path, *, architecture: Path | None = None) -> KerasFil
                 raw_config = attrs.get("model_config")
                 if raw_config is None:
                     raise _missing_config_error(path, handle)
-                config = _parse_config(path, _text(raw_config))
-            keras_version = _text(attrs.get("keras_version"))
-            backend = _text(attrs.get("backend"))
+                config = _parse_config(path, text_attribute(raw_config))
+            keras_version = text_attribute(attrs.get("keras_version"))
+            recorded = text_attribute(attrs.get("backend"))
     except OSError as exc:
         raise ModelFileError(
             f"{path}: the HDF5 file is damaged or truncated ({error_summary(exc)}). "
@@ -137,16 +142,26 @@ def read_keras_file(path: Path, *, architecture: Path | None = None) -> KerasFil
         ) from exc
     if architecture is not None:
         config = read_architecture(architecture)
-        keras_version = keras_version or _text(config.get("keras_version"))
-        backend = backend or _text(config.get("backend"))
+        keras_version = keras_version or text_attribute(config.get("keras_version"))
+        recorded = recorded or text_attribute(config.get("backend"))
+    if backend is not None and recorded is not None and recorded.lower() != backend:
+        raise UsageError(
+            f"{path}: records that it was trained with {recorded}; --backend {backend} is only for "
+            "files that do not say (Keras 1). Leave it out."
+        )
     if keras_version and keras_version.startswith("3."):
         raise ModelFileError(f"{path}: was saved by Keras {keras_version}. {KERAS3_HINT}")
-    config, rewritten = function_references_to_names(config)
+    if is_keras1(keras_version):
+        config = translate_model_config(config, source=path)
+    config, references = function_references_to_names(config)
+    config, cudnn = cudnn_layers_to_portable(config)
+    config, grus = default_gru_reset_after(config)
+    rewritten = references or cudnn or grus or is_keras1(keras_version)
     return KerasFileInfo(
         path=path,
         model_config=config,
         keras_version=keras_version,
-        backend=backend,
+        backend=recorded or backend,
         lambda_layers=tuple(find_lambda_layers(config)),
         architecture=architecture,
         config_rewritten=rewritten,
@@ -181,41 +196,66 @@ def read_architecture(path: Path) -> dict[str, Any]:
 
 
 def refuse_lambda_layers(info: KerasFileInfo) -> None:
-    """Raise :class:`LambdaLayerError` if the model holds Lambda layers."""
+    """Raise :class:`LambdaLayerError` if the model holds Lambda layers with bytecode."""
     if info.lambda_layers:
         names = ", ".join(info.lambda_layers)
         raise LambdaLayerError(
             f"{info.path}: the model holds Lambda layers ({names}) whose Python bytecode Keras "
-            "would run while loading. If you trust this file, pass --allow-lambda."
+            "would run while loading. If you trust this file, pass --allow-lambda; or give your own "
+            f"functions for them with --custom-objects FILE.py ({LAMBDA_REPLACEMENT_HINT})."
         )
 
 
 def find_lambda_layers(config: Any) -> Iterator[str]:
-    """Yield the name of every Lambda layer in a model config, nested models included."""
+    """Yield the name of every Lambda layer holding marshalled bytecode, nested models included.
+
+    A Lambda that names a function (``function_type`` ``"function"``) holds
+    no code: Keras looks the name up among the custom objects.
+    """
     for class_name, layer_config in _layer_configs(config):
+        if class_name == "Lambda" and not _holds_bytecode(layer_config):
+            continue
         if class_name == "Lambda" or layer_config.get("function_type") == "lambda":  # or Lambda-like
             yield str(layer_config.get("name") or "<unnamed>")
 
 
-def refuse_theano_convolutions(info: KerasFileInfo) -> None:
-    """Raise :class:`ConversionError` for a Theano-trained model with convolution layers.
+def replace_lambda_functions(info: KerasFileInfo, functions: dict[str, Any]) -> KerasFileInfo:
+    """Point every Lambda layer named in ``functions`` at that function instead of its bytecode.
 
-    Theano stores convolution kernels flipped; Keras 2's loader flipped them
-    back, tf-keras does not, so the frozen graph would compute something else
-    (and verification, comparing with the same wrongly loaded model, could not tell).
+    The layer's marshalled function (and a marshalled output shape or mask)
+    is then never loaded: Keras looks the layer name up among the custom
+    objects, and infers the output shape by calling the function.
+
+    Args:
+        info: The file's metadata.
+        functions: The custom objects; keys that are Lambda layer names replace those layers.
+
+    Returns:
+        ``info`` itself when nothing is replaced, else a copy with the rewritten config.
     """
-    if (info.backend or "").lower() != "theano":
-        return
-    convolutions = [str(layer_config.get("name") or class_name)
-                    for class_name, layer_config in _layer_configs(info.model_config)
-                    if "Conv" in class_name or "Deconvolution" in class_name]
-    if convolutions:
-        raise ConversionError(
-            f"{info.path}: was trained with the Theano backend and holds convolution layers "
-            f"({', '.join(convolutions)}) whose kernels Theano stores flipped; tf-keras would load "
-            "them unflipped. Converting them is planned; until then flip them in Keras 2 "
-            "(keras.utils.layer_utils.convert_all_kernels_in_model) and save the model again."
-        )
+    replaced = [name for name in info.lambda_layers if name in functions]
+    if not replaced:
+        return info
+    config = copy.deepcopy(info.model_config)
+    for class_name, layer_config in _layer_configs(config):
+        if class_name == "Lambda" and layer_config.get("name") in replaced:
+            layer_config.update(function=_function_reference(layer_config["name"]), function_type="function",
+                                module=None)
+            for part in ("output_shape", "mask"):
+                if layer_config.get(f"{part}_type") == "lambda":
+                    layer_config.update({part: None, f"{part}_type": "raw", f"{part}_module": None})
+    return dataclasses.replace(info, model_config=config, config_rewritten=True,
+                               lambda_layers=tuple(find_lambda_layers(config)))
+
+
+def _function_reference(name: str) -> dict[str, Any]:
+    """How tf-keras serializes a reference to a function it finds among the custom objects."""
+    return {"class_name": "function", "config": name, "module": None, "registered_name": name}
+
+
+def _holds_bytecode(layer_config: dict[str, Any]) -> bool:
+    return "function_type" not in layer_config or any(
+        layer_config.get(f"{part}_type") == "lambda" for part in ("function", "output_shape", "mask"))
 
 
 def _layer_configs(config: Any) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -273,13 +313,14 @@ def _check_config(path: Path, config: Any, what: str) -> dict[str, Any]:
     return config
 
 
-def _text(value: Any) -> str | None:
+def text_attribute(value: Any) -> str | None:
+    """An HDF5 attribute (bytes, numpy scalar or str) as text; ``None`` stays ``None``."""
     if value is None:
         return None
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     if hasattr(value, "item") and not isinstance(value, str):
-        return _text(value.item())
+        return text_attribute(value.item())
     return str(value)
 
 
@@ -291,5 +332,6 @@ __all__ = [
     "find_lambda_layers",
     "read_keras_file",
     "refuse_lambda_layers",
-    "refuse_theano_convolutions",
+    "replace_lambda_functions",
+    "text_attribute",
 ]

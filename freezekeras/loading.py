@@ -10,9 +10,16 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from freezekeras.custom import load_custom_objects
-from freezekeras.errors import ConversionError, UnknownObjectError, error_summary
+from freezekeras.errors import ConversionError, FreezeKerasError, UnknownObjectError, error_summary
 from freezekeras.graphs import run_session, tensor_spec
-from freezekeras.h5file import KerasFileInfo, refuse_lambda_layers
+from freezekeras.h5file import (
+    LAMBDA_REPLACEMENT_HINT,
+    KerasFileInfo,
+    refuse_lambda_layers,
+    replace_lambda_functions,
+)
+from freezekeras.keras1 import is_keras1
+from freezekeras.legacy_weights import load_legacy_weights, needs_legacy_loading
 from freezekeras.results import TensorSpec
 from freezekeras.tfimport import import_tf_keras, import_tensorflow, quiet
 
@@ -30,11 +37,14 @@ class KerasSession:
         model: The tf-keras model.
         graph: The graph it was built in.
         session: The session holding its variables.
+        notes: What was converted while loading, for the user to know
+            (e.g. Theano kernels flipped).
     """
 
     model: Any
     graph: Any
     session: Any
+    notes: tuple[str, ...] = ()
 
     def inputs(self) -> tuple[TensorSpec, ...]:
         """The model's input placeholders, in its input order.
@@ -75,23 +85,25 @@ def keras_session(info: KerasFileInfo, *, custom_objects: Path | None = None,
         The built model with its graph and session; the session is closed on exit.
 
     Raises:
-        LambdaLayerError: The model has Lambda layers and ``allow_lambda`` is false.
+        LambdaLayerError: The model has Lambda layers holding bytecode, ``custom_objects``
+            gives no function for them by layer name, and ``allow_lambda`` is false.
         UnknownObjectError: The model names a layer or function Keras lacks.
         ConversionError: Keras failed to build the model for another reason.
     """
-    if not allow_lambda:
-        refuse_lambda_layers(info)
     tf = import_tensorflow(verbose=verbose)
     tf_keras = import_tf_keras(verbose=verbose)
     objects = load_custom_objects(custom_objects) if custom_objects is not None else {}
+    info = replace_lambda_functions(info, objects)
+    if not allow_lambda:
+        refuse_lambda_layers(info)
     graph = tf.Graph()
     with _keras_classes_restored(tf_keras), graph.as_default(), quiet(verbose):
         session = tf.compat.v1.Session(graph=graph)
         try:
             with session.as_default():
                 tf_keras.backend.set_learning_phase(0)
-                model = _load_model(tf_keras, info, objects, custom_objects)
-                yield KerasSession(model=model, graph=graph, session=session)
+                model, notes = _load_model(tf_keras, info, objects, custom_objects)
+                yield KerasSession(model=model, graph=graph, session=session, notes=notes)
         finally:
             session.close()
 
@@ -119,9 +131,10 @@ def _keras_classes_restored(tf_keras) -> Iterator[None]:
                 cls.__bases__ = bases
 
 
-def _load_model(tf_keras, info: KerasFileInfo, objects: dict[str, Any], objects_file: Path | None):
+def _load_model(tf_keras, info: KerasFileInfo, objects: dict[str, Any],
+                objects_file: Path | None) -> tuple[Any, tuple[str, ...]]:
     unknown_layers = sorted(set(_unknown_layer_classes(info.model_config, objects, _builtin_layers(tf_keras))))
-    if unknown_layers and not (info.keras_version or "").startswith("1."):
+    if unknown_layers:
         # Checked first: Keras names only the first, and model_from_json fails on them with
         # "'str' object is not callable".
         names = ", ".join(repr(name) for name in unknown_layers)
@@ -130,11 +143,20 @@ def _load_model(tf_keras, info: KerasFileInfo, objects: dict[str, Any], objects_
             f"which Keras does not know. {_custom_objects_hint(objects, objects_file)}"
         )
     try:
-        if info.architecture is None and not info.config_rewritten:
-            return tf_keras.models.load_model(str(info.path), custom_objects=objects, compile=False)
+        legacy = needs_legacy_loading(info.keras_version, info.backend)
+        if info.architecture is None and not info.config_rewritten and not legacy:
+            return tf_keras.models.load_model(str(info.path), custom_objects=objects, compile=False), ()
         model = tf_keras.models.model_from_json(json.dumps(info.model_config), custom_objects=objects)
-        model.load_weights(str(info.path))
-        return model
+        if not legacy:
+            model.load_weights(str(info.path))
+            return model, ()
+        flipped = load_legacy_weights(model, info.path, keras_version=info.keras_version, backend=info.backend)
+        if not flipped:
+            return model, ()
+        return model, (f"kernels of {', '.join(flipped)} were flipped: the model was trained with Theano, "
+                       "which stores them mirrored (Keras 2 did the same when loading)",)
+    except FreezeKerasError:
+        raise
     except Exception as exc:  # Keras raises many types for a model it cannot build
         raise _load_error(exc, info, objects, objects_file) from exc
 
@@ -143,17 +165,18 @@ def _load_error(exc: Exception, info: KerasFileInfo, objects: dict[str, Any],
                 objects_file: Path | None) -> ConversionError | UnknownObjectError:
     """The one-line error that says why Keras could not build the model, and what to do."""
     path, message = info.path, f"{type(exc).__name__}: {error_summary(exc)}"
-    if (info.keras_version or "").startswith("1."):
+    if is_keras1(info.keras_version) and not _UNKNOWN_OBJECT.search(str(exc)):
         return ConversionError(
-            f"{path}: was saved by Keras {info.keras_version}, whose layer configs tf-keras cannot "
-            f"rebuild ({type(exc).__name__}). Keras 1 support is planned; until then, load the model "
-            "in Keras 2.0-2.3 and save it again with model.save()."
+            f"{path}: was saved by Keras {info.keras_version}; its config was translated to Keras 2, "
+            f"but tf-keras could not build it ({message}). Load the model in Keras 2.0-2.3, save it "
+            "again with model.save() and convert that file; please also report this with --debug output."
         )
     if info.lambda_layers and _is_marshal_error(exc):
         return ConversionError(
             f"{path}: the bytecode of Lambda layers ({', '.join(info.lambda_layers)}) was written by "
-            f"another Python version and cannot be loaded here ({message}). Rebuild the model with "
-            "the same Lambda functions in this Python and save it again."
+            f"another Python version and cannot be loaded here ({message}). Give your own functions "
+            f"for them with --custom-objects FILE.py ({LAMBDA_REPLACEMENT_HINT}), or rebuild the "
+            "model in this Python and save it again."
         )
     unknown = _UNKNOWN_OBJECT.search(str(exc))
     if unknown:

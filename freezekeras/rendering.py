@@ -57,7 +57,15 @@ def conversion_text(result: ConversionResult) -> str:
         fed = f"random inputs {shapes}" if shapes else "no inputs"
         lines += ["", f"verification: passed, max |frozen - keras| = {check.max_abs_diff:.3g} "
                       f"(tolerance {check.atol:.3g}; {fed})"]
+    if result.reference is not None:
+        lines.append(_reference_line(result.reference))
     return "\n".join(lines)
+
+
+def _reference_line(check) -> str:
+    shapes = ", ".join(f"{name} {_shape(shape)}" for name, shape in check.input_shapes.items())
+    return (f"reference: passed, max |frozen - recorded| = {check.max_abs_diff:.3g} "
+            f"(tolerance {check.atol:.3g}; recorded inputs {shapes or 'none'})")
 
 
 def inspection_text(result: InspectResult) -> str:

@@ -42,6 +42,10 @@ class TensorSpec:
         return data
 
 
+#: The Keras backends a file may have been trained with, as ``--backend`` names them.
+BACKENDS = ("tensorflow", "theano")
+
+
 @dataclass(frozen=True)
 class ConvertOptions:
     """Options of :func:`freezekeras.convert`; every field has a sensible default.
@@ -63,6 +67,13 @@ class ConvertOptions:
             functions; running it is an explicit opt-in.
         allow_lambda: Load Lambda layers, running the Python bytecode they hold.
         verbose: Leave TensorFlow's logging on.
+        reference: Recorded inputs and predictions the frozen graph must
+            reproduce (within ``atol``): an ``.npz`` or an HDF5 file with
+            ``inputs/`` and ``predictions/`` groups. Checked besides the
+            comparison with Keras, or alone when ``verify`` is false.
+        backend: The Keras backend that trained the model (``"theano"`` or
+            ``"tensorflow"``), for files that do not record it (Keras 1);
+            ``"theano"`` flips convolution kernels.
     """
 
     output: Path | None = None
@@ -75,12 +86,15 @@ class ConvertOptions:
     custom_objects: Path | None = None
     allow_lambda: bool = False
     verbose: bool = False
+    reference: Path | None = None
+    backend: str | None = None
 
     def __post_init__(self) -> None:
         """Check the values; a single node name is taken as a one-name tuple.
 
         Raises:
-            UsageError: ``seed`` is negative or ``atol`` is not a finite number >= 0.
+            UsageError: ``seed`` is negative, ``atol`` is not a finite number >= 0, or
+                ``backend`` is not one of :data:`BACKENDS`.
         """
         if isinstance(self.output_nodes, str):
             object.__setattr__(self, "output_nodes", (self.output_nodes,))
@@ -88,6 +102,8 @@ class ConvertOptions:
             raise UsageError(f"seed {self.seed!r}: use a whole number of 0 or more (--seed).")
         if self.atol is not None and not (math.isfinite(self.atol) and self.atol >= 0):
             raise UsageError(f"atol {self.atol!r}: use a finite number of 0 or more (--atol).")
+        if self.backend not in (None, *BACKENDS):
+            raise UsageError(f"backend {self.backend!r}: use one of {', '.join(BACKENDS)} (--backend).")
 
 
 def severity(difference: float) -> float:
@@ -138,7 +154,11 @@ class ConversionResult:
         size_bytes: Size of the written file.
         verification: The comparison with Keras, or ``None`` if skipped.
         warnings: Things in the frozen graph a serving runtime may reject.
-        timings: Seconds spent per step (``load``, ``freeze``, ``write``, ``verify``).
+        timings: Seconds spent per step (``load``, ``freeze``, ``write``,
+            ``verify``, ``reference``).
+        reference: The comparison with the recorded predictions of
+            ``ConvertOptions.reference`` (``input_shapes``: the recorded
+            inputs fed), or ``None`` without one.
     """
 
     model: Path
@@ -150,6 +170,7 @@ class ConversionResult:
     verification: Verification | None
     warnings: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
+    reference: Verification | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Return the JSON form documented in README.md."""
@@ -161,6 +182,7 @@ class ConversionResult:
             "node_count": self.node_count,
             "size_bytes": self.size_bytes,
             "verification": None if self.verification is None else self.verification.to_json(),
+            "reference": None if self.reference is None else self.reference.to_json(),
             "warnings": list(self.warnings),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }

@@ -305,6 +305,13 @@ def _architecture(tmp: Path, model_dir: Path) -> tuple[list, Path, str]:
     return [a, a, "--architecture", tmp / "arch.json"], "--architecture", "applies to one model, and 2 were given"
 
 
+def _reference(tmp: Path, model_dir: Path) -> tuple[list, Path, str]:
+    a = copy(model_dir / "dense.h5", tmp / "a.h5")
+    b = copy(model_dir / "dense.h5", tmp / "b.h5")
+    np.savez(tmp / "ref.npz", x0=np.zeros((1, 8), "float32"), y0=np.zeros((1, 3), "float32"))
+    return [a, b, "--reference", tmp / "ref.npz"], "--reference", "applies to one model, and 2 were given"
+
+
 def _output_is_a_file(tmp: Path, model_dir: Path) -> tuple[list, Path, str]:
     a = copy(model_dir / "dense.h5", tmp / "a.h5")
     b = copy(model_dir / "dense.h5", tmp / "b.h5")
@@ -325,6 +332,7 @@ REFUSED = {
     "empty-glob": _empty_glob,
     "output-node-with-two-models": _output_node,
     "architecture-with-two-models": _architecture,
+    "reference-with-two-models": _reference,
     "output-is-a-file": _output_is_a_file,
     "output-folder-missing-without-slash": _output_folder_missing,
 }

@@ -145,7 +145,8 @@ def test_cli_json_schema(model_dir, tmp_path):
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
     assert set(data) == {"model", "output", "inputs", "outputs", "node_count", "size_bytes",
-                         "verification", "warnings", "timings"}
+                         "verification", "reference", "warnings", "timings"}
+    assert data["reference"] is None
     assert data["output"] == str(out) and data["size_bytes"] == out.stat().st_size
     assert data["inputs"] == [
         {"name": "features", "dtype": "float32", "shape": [None, 6], "layer": "features"},

@@ -45,7 +45,16 @@ PLAIN_LOAD_OK = [
 ]
 
 # reference/ cases (MANIFEST.md) that tf-keras reads: NAME_model.h5, or NAME_config.json + NAME_weights.h5.
-REFERENCE = ["simple_rnn_tf_keras_2", "simple_flatten_lstm_tf_keras_2", "mnist_mlp_tf_keras_2"]
+REFERENCE = ["simple_rnn_tf_keras_2", "simple_flatten_lstm_tf_keras_2", "mnist_mlp_tf_keras_2",
+             "simple_lstm_tf_keras_1", "simple_lstm_th_keras_1", "mnist_mlp_th_keras_1"]
+
+# Full models plain loading gets wrong or cannot build: Keras 1.2.2 configs and weights, Theano kernels.
+TRANSLATED = {
+    "dl4j_conv2d_theano_keras1.h5": ("convolution2d_1_input", "float32", (None, 5, 5, 5)),
+    "dl4j_embedding_lstm_tf_keras1.h5": ("embedding_1_input", "int32", (None, 10)),
+    "dl4j_batch_to_conv2d_theano_k2.h5": ("dense_1_input", "float32", (None, 100)),
+    "dl4j_bilstm_theano_k2.h5": None,
+}
 
 # Weights-only files whose architecture JSON lies beside them (MANIFEST.md), all layers standard.
 WEIGHTS_WITH_JSON = ["hls4ml_KERAS_3layer_batch_norm_weights"]
@@ -101,6 +110,69 @@ def test_full_model_converts_verifies_and_is_clean(tmp_path, filename, record_pr
         np.testing.assert_allclose(got, want, rtol=0, atol=atol, err_msg=f"{filename}: {spec.name}")
 
 
+# Nested models and TensorFlowOpLayer: the names printed are the frozen graph's own nodes.
+NODE_NAMES = {
+    "konduit_tfop_0.h5": (["input_1"], ["dense/BiasAdd"]),
+    "teachable_machine_mobilenet.h5": (["sequential_1_input"], ["sequential_3/dense_Dense2/Softmax"]),
+}
+
+
+@pytest.mark.parametrize("filename", sorted(NODE_NAMES))
+def test_nested_and_tfop_models_name_their_real_nodes(tmp_path, filename):
+    result = freezekeras.convert(CORPUS / filename, freezekeras.ConvertOptions(output=tmp_path / "m.pb"))
+    ops = {node.name: node.op for node in read_graph_def(result.output).node}
+    assert ([s.name for s in result.inputs], [s.name for s in result.outputs]) == NODE_NAMES[filename]
+    assert [ops[s.name] for s in result.inputs] == ["Placeholder"]
+    assert all(s.name in ops for s in result.outputs)
+
+
+@pytest.mark.parametrize("filename", sorted(TRANSLATED))
+def test_keras1_and_theano_models_convert_and_verify(tmp_path, filename):
+    result = freezekeras.convert(CORPUS / filename, freezekeras.ConvertOptions(output=tmp_path / "m.pb"))
+    assert result.verification.passed
+    _assert_clean(read_graph_def(result.output))
+    if TRANSLATED[filename]:
+        assert [(s.name, s.dtype, s.shape) for s in result.inputs] == [TRANSLATED[filename]]
+
+
+def _theano_mlp(keras):
+    return keras.Sequential([
+        keras.layers.Dense(512, activation="relu", input_shape=(784,), name="dense_1"),
+        keras.layers.Dropout(0.2, name="dropout_1"),
+        keras.layers.Dense(512, activation="relu", name="dense_2"),
+        keras.layers.Dropout(0.2, name="dropout_2"),
+        keras.layers.Dense(10, activation="softmax", name="dense_3"),
+    ])
+
+
+def _theano_lstm(keras):
+    return keras.Sequential([
+        keras.layers.LSTM(96, return_sequences=True, input_shape=(None, 12), name="lstm_1"),
+        keras.layers.LSTM(96, name="lstm_2"),
+        keras.layers.Dense(1, name="dense_1"),
+    ])
+
+
+# Weights-only files that ship no architecture: the test writes one, as their user would.
+WEIGHTS_WITHOUT_JSON = {"dl4j_mnist_mlp_theano_k2_weights.h5": _theano_mlp, "dl4j_lstm_theano_k2_weights.h5": _theano_lstm}
+
+
+@pytest.mark.parametrize("filename", sorted(WEIGHTS_WITHOUT_JSON))
+def test_weights_only_file_converts_with_an_architecture_written_for_it(tmp_path, filename):
+    import tf_keras
+
+    model = WEIGHTS_WITHOUT_JSON[filename](tf_keras)
+    (tmp_path / "arch.json").write_text(model.to_json())
+    model.load_weights(CORPUS / filename)
+    result = freezekeras.convert(CORPUS / filename, freezekeras.ConvertOptions(
+        output=tmp_path / "m.pb", architecture=tmp_path / "arch.json"))
+    assert result.verification.passed
+    _assert_clean(read_graph_def(result.output))
+    inputs = own_inputs(result.inputs, seed=7, free_dim=5)
+    frozen, = run_frozen(result.output, {result.inputs[0].name: inputs[0]}, [result.outputs[0].name])
+    np.testing.assert_allclose(frozen, model.predict(inputs[0], verbose=0), rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("name", WEIGHTS_WITH_JSON)
 def test_weights_only_file_converts_with_its_json(tmp_path, name):
     result = freezekeras.convert(CORPUS / f"{name}.h5", freezekeras.ConvertOptions(
@@ -127,10 +199,12 @@ def test_reference_model_reproduces_original_predictions(tmp_path, name, record_
         inputs = {layer: data["inputs"][layer][()] for layer in input_layers}
         predictions = {layer: data["predictions"][layer][()] for layer in output_layers}
 
-    # The file names Keras layers; the conversion says which graph node each one is.
-    assert sorted(spec.layer for spec in result.inputs) == sorted(input_layers)
+    # The file names Keras layers; the conversion says which graph node each one is. Keras 1.2
+    # named a Sequential model's input differently (lstm_input_1, not lstm_1_input): by position then.
     assert sorted(spec.layer for spec in result.outputs) == sorted(output_layers)
-    feeds = {spec.name: inputs[spec.layer] for spec in result.inputs}
+    by_name = sorted(spec.layer for spec in result.inputs) == sorted(input_layers)
+    assert by_name or (name.endswith("keras_1") and len(input_layers) == len(result.inputs) == 1)
+    feeds = {spec.name: inputs[spec.layer if by_name else input_layers[0]] for spec in result.inputs}
     frozen = run_frozen(result.output, feeds, [spec.name for spec in result.outputs])
 
     worst = 0.0
@@ -145,11 +219,9 @@ def test_reference_model_reproduces_original_predictions(tmp_path, name, record_
 
 # Files freezekeras cannot convert yet (MANIFEST.md), each refused with its reason and next step.
 REFUSED = {
-    "dl4j_batch_to_conv2d_theano_k2.h5": ((), "Theano backend and holds convolution layers (conv2d_1)"),
-    "dl4j_conv2d_theano_keras1.h5": ((), "was saved by Keras 1.2.2"),
-    "dl4j_embedding_lstm_tf_keras1.h5": ((), "was saved by Keras 1.2.2"),
     "dl4j_model_lambda.h5": ((), "Lambda layers (lambda_3, lambda_4)"),
-    "dl4j_model_lambda.h5 --allow-lambda": (("--allow-lambda",), "written by another Python version"),
+    "dl4j_model_lambda.h5 --allow-lambda": (("--allow-lambda",), "Give your own functions for them with "
+                                            "--custom-objects FILE.py"),
     "dl4j_space_to_depth_lambda_2in.h5 --allow-lambda": (("--allow-lambda",), "written by another Python version"),
     "konduit_deepfm.h5 --allow-lambda": (("--allow-lambda",), "written by another Python version"),
     "hls4ml_hgq_jet_classifier.h5": ((), "'FixedPointQuantizer', which Keras does not know"),
@@ -158,6 +230,18 @@ REFUSED = {
     "hls4ml_qkeras_3layer_weights.h5 --architecture": (
         ("--architecture", str(CORPUS / "hls4ml_qkeras_3layer_weights.json")), "which Keras does not know"),
 }
+
+
+def test_unloadable_lambda_replaced_through_custom_objects(tmp_path):
+    """YOLOv2's space_to_depth_x2 Lambda (Python 3.6 bytecode), replaced by the user's function."""
+    objects = tmp_path / "yolo_lambdas.py"
+    objects.write_text("import tensorflow as tf\n"
+                       "CUSTOM_OBJECTS = {'space_to_depth_x2': lambda x: tf.nn.space_to_depth(x, block_size=2)}\n")
+    model = CORPUS / "dl4j_space_to_depth_lambda_2in.h5"
+    result = freezekeras.convert(model, freezekeras.ConvertOptions(output=tmp_path / "m.pb", custom_objects=objects))
+    assert result.verification.passed
+    _assert_clean(read_graph_def(result.output))
+    assert "SpaceToDepth" in {node.op for node in read_graph_def(result.output).node}
 
 
 @pytest.mark.parametrize("case", sorted(REFUSED))

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 import tensorflow as tf  # conftest has set TF_USE_LEGACY_KERAS=1; the lambdas below use `tf`
 import tf_keras
@@ -37,7 +38,7 @@ from freezekeras.errors import (
 from freezekeras.freezing import serialize
 from freezekeras.h5file import find_lambda_layers
 
-from conftest import custom_namespace
+from conftest import custom_namespace, run_frozen
 
 PREFIX = "freezekeras: error: "
 WARNING = "freezekeras: warning: "
@@ -570,6 +571,42 @@ def test_marker_lambda_does_run_with_allow_lambda(marker_model) -> None:
     assert marker.exists()
 
 
+def test_lambda_replaced_through_custom_objects_never_runs_its_bytecode(marker_model, tmp_path: Path) -> None:
+    """A function keyed by the Lambda layer's name stands in for its bytecode: no --allow-lambda needed."""
+    path, marker = marker_model
+    objects = tmp_path / "replacements.py"
+    objects.write_text("CUSTOM_OBJECTS = {'marker_lambda': lambda x: x * 3.0}\n")
+
+    result = run_cli("convert", path, "--custom-objects", objects, "-o", tmp_path / "m.pb", "--json")
+
+    assert result.exit_code == EXIT_OK, describe(result)
+    assert not marker.exists(), "the file's bytecode ran although a replacement was given"
+    with h5py.File(path, "r") as handle:
+        weights, bias = (handle[f"model_weights/out/out/{name}:0"][()] for name in ("kernel", "bias"))
+    x = np.linspace(-1, 1, 6, dtype="float32").reshape(2, 3)
+    data = json.loads(result.stdout)
+    frozen, = run_frozen(tmp_path / "m.pb", {data["inputs"][0]["name"]: x}, [data["outputs"][0]["name"]])
+    np.testing.assert_allclose(frozen, (x * 3.0) @ weights + bias, atol=1e-5)
+
+
+def test_lambda_layers_left_without_replacement_are_still_refused(tmp_path: Path) -> None:
+    path = tmp_path / "two.h5"
+    tf_keras.Sequential([
+        tf_keras.Input((3,)),
+        tf_keras.layers.Lambda(lambda x: x * 2.0, name="first"),
+        tf_keras.layers.Lambda(lambda x: x + 1.0, name="second"),
+    ]).save(path)
+    objects = tmp_path / "replacements.py"
+    objects.write_text("CUSTOM_OBJECTS = {'first': lambda x: x * 2.0}\n")
+    before = snapshot(tmp_path)
+
+    result = run_cli("convert", path, "--custom-objects", objects)
+
+    assert_one_error_line(result, EXIT_MODEL_ERROR, path, "Lambda layers (second)", "--allow-lambda",
+                          "a CUSTOM_OBJECTS dict mapping each Lambda layer's name to a function")
+    assert_nothing_changed(before, tmp_path)
+
+
 def model_config(path: Path) -> dict:
     with h5py.File(path, "r") as handle:
         return json.loads(handle.attrs["model_config"])
@@ -757,20 +794,3 @@ def test_lookup_tables_are_refused(tmp_path: Path, flags: tuple[str, ...]) -> No
 
     assert_one_error_line(result, EXIT_MODEL_ERROR, model, "lookup tables", "Do the lookup before feeding")
     assert_nothing_changed(before, tmp_path)
-
-
-def test_theano_trained_convolutions_are_refused(model_dir: Path, tmp_path: Path) -> None:
-    """A Theano-trained conv model would load with unflipped kernels: refused. Dense ones convert."""
-    conv, dense = tmp_path / "conv_theano.h5", tmp_path / "dense_theano.h5"
-    for source, target in ((model_dir / "conv_bn.h5", conv), (model_dir / "dense.h5", dense)):
-        shutil.copy(source, target)
-        with h5py.File(target, "r+") as handle:
-            handle.attrs["backend"] = "theano"
-    before = snapshot(tmp_path)
-
-    result = run_cli("convert", conv)
-
-    assert_one_error_line(result, EXIT_MODEL_ERROR, conv, "Theano backend", "convolution layers (conv)",
-                          "convert_all_kernels_in_model")
-    assert_nothing_changed(before, tmp_path)
-    assert run_cli("convert", dense).exit_code == EXIT_OK
