@@ -132,6 +132,8 @@ def find_leftovers(graph_def: Any) -> list[str]:
 def serialize(graph_def: Any, *, text: bool, source: Path, limit: int = PROTOBUF_LIMIT) -> bytes:
     """Return the bytes of ``graph_def`` to write, binary or protobuf text.
 
+    The same graph always gives the same bytes (attribute maps are written sorted).
+
     Args:
         graph_def: The frozen ``GraphDef``.
         text: Write protobuf text format instead of binary.
@@ -151,4 +153,4 @@ def serialize(graph_def: Any, *, text: bool, source: Path, limit: int = PROTOBUF
         from google.protobuf import text_format
 
         return text_format.MessageToString(graph_def).encode("utf-8")
-    return graph_def.SerializeToString()
+    return graph_def.SerializeToString(deterministic=True)  # map fields (attrs) sorted: stable bytes

@@ -249,3 +249,11 @@ def test_stateful_layers_are_named_in_the_warnings(tmp_path):
     result = freezekeras.convert(tmp_path / "m.h5", freezekeras.ConvertOptions(output=tmp_path / "m.pb"))
     assert result.verification.passed
     assert result.warnings == ("stateful layer memory is frozen with its state at zero: every run starts afresh",)
+
+
+@pytest.mark.parametrize("name", ["conv_bn", "multi_io", "nested"])
+def test_converting_twice_writes_the_same_bytes(model_dir, tmp_path, name):
+    """Stable output: CI can cache or diff the .pb (attribute maps are written sorted)."""
+    first = freezekeras.convert(model_dir / f"{name}.h5", freezekeras.ConvertOptions(output=tmp_path / "a.pb"))
+    second = freezekeras.convert(model_dir / f"{name}.h5", freezekeras.ConvertOptions(output=tmp_path / "b.pb"))
+    assert first.output.read_bytes() == second.output.read_bytes()
