@@ -145,7 +145,7 @@ def main() -> None:
     """Freeze Keras .h5 models into TensorFlow graphs (.pb) that serve anywhere.
 
     Exit codes: 0 success, 1 model or conversion error, 2 usage error,
-    3 verification failed.
+    3 verification failed, 4 inspect --check found problems.
     """
 
 
@@ -185,19 +185,34 @@ def convert(model: Path, output: Path | None, output_nodes: tuple[str, ...], tex
 
 @main.command()
 @click.argument("path", type=click.Path(path_type=Path))
+@click.option("--check", is_flag=True,
+              help="Exit with code 4 if the graph's lint finds errors (a CI gate for frozen graphs).")
+@click.option("--build", is_flag=True,
+              help="Build a Keras model in tf-keras (imports TensorFlow) for exact nodes and output shapes. "
+                   "Implied by --custom-objects and --allow-lambda.")
 @model_options
 @json_option
 @verbose_option
 @_reports_errors
-def inspect(path: Path, architecture: Path | None, custom_objects: Path | None, allow_lambda: bool,
-            as_json: bool, verbose: bool) -> None:
-    """List the inputs and outputs of PATH: a Keras .h5 model or a frozen graph (.pb/.pbtxt)."""
+def inspect(path: Path, check: bool, build: bool, architecture: Path | None, custom_objects: Path | None,
+            allow_lambda: bool, as_json: bool, verbose: bool) -> None:
+    """List the inputs and outputs of PATH (a Keras .h5/.keras model or a frozen graph .pb/.pbtxt); lint a graph."""
     from freezekeras.api import inspect as run_inspect
+    from freezekeras.errors import CheckFailedError, UsageError
     from freezekeras.rendering import inspection_text, to_json
 
     result = run_inspect(path, architecture=architecture, custom_objects=custom_objects,
-                         allow_lambda=allow_lambda, verbose=verbose)
+                         allow_lambda=allow_lambda, verbose=verbose, build=build)
+    if check and "lint" not in result.details:
+        raise UsageError(f"{path}: --check lints frozen graphs, and this is a Keras model. "
+                         f"Convert it and check the .pb, or drop --check.")
     click.echo(to_json(result) if as_json else inspection_text(result))
+    errors = result.lint_errors if check else []
+    if errors:
+        kinds = "; ".join(finding["message"] for finding in errors)
+        raise CheckFailedError(f"{path}: the check found {len(errors)} kind{'s' if len(errors) > 1 else ''} "
+                               f"of problem: {kinds}. Freeze the model for inference (freezekeras convert) "
+                               "or remove these nodes.")
 
 
 def _progress_printer(model: Path):

@@ -15,6 +15,7 @@ code  meaning
 2     usage error: a path or option on the command line is wrong
 3     verification failed: the frozen graph does not compute what
       the Keras model computes
+4     check failed: ``inspect --check`` found problems in the graph
 128+N stopped by signal N: SIGINT (Ctrl-C) 130, SIGTERM 143, SIGHUP 129
 ====  ==========================================================
 """
@@ -30,6 +31,7 @@ EXIT_OK = 0
 EXIT_MODEL_ERROR = 1
 EXIT_USAGE_ERROR = 2
 EXIT_VERIFICATION_FAILED = 3
+EXIT_CHECK_FAILED = 4
 
 
 def error_summary(exc: BaseException) -> str:
@@ -138,3 +140,15 @@ class VerificationError(FreezeKerasError):
         """Keep ``verification``, the comparison that failed, for the caller."""
         super().__init__(message)
         self.verification = verification
+
+
+class CheckFailedError(FreezeKerasError):
+    """Raised by the command line when ``inspect --check`` finds errors in a graph.
+
+    The graph was read and reported; its lint found what a serving runtime
+    may reject (variables, training switches, random ops, device strings,
+    unused placeholders). A distinct exit code lets CI tell this from a file
+    that could not be read (1).
+    """
+
+    exit_code = EXIT_CHECK_FAILED

@@ -97,7 +97,7 @@ def file_signature(path: Path) -> str | None:
     return None
 
 
-def read_keras_file(path: Path, *, architecture: Path | None = None) -> KerasFileInfo:
+def read_keras_file(path: Path, *, architecture: Path | None = None, keras3: bool = False) -> KerasFileInfo:
     """Check that ``path`` is a Keras HDF5 model and read its metadata.
 
     Args:
@@ -105,6 +105,7 @@ def read_keras_file(path: Path, *, architecture: Path | None = None) -> KerasFil
             ``architecture`` is given.
         architecture: A JSON (``model.to_json()``) or YAML file with the
             model's architecture; the ``.h5`` then supplies only weights.
+        keras3: Accept a Keras 3 ``.h5`` (for inspecting; convert refuses them).
 
     Returns:
         The file's metadata.
@@ -139,7 +140,7 @@ def read_keras_file(path: Path, *, architecture: Path | None = None) -> KerasFil
         config = read_architecture(architecture)
         keras_version = keras_version or _text(config.get("keras_version"))
         backend = backend or _text(config.get("backend"))
-    if keras_version and keras_version.startswith("3."):
+    if keras_version and keras_version.startswith("3.") and not keras3:
         raise ModelFileError(f"{path}: was saved by Keras {keras_version}. {KERAS3_HINT}")
     config, rewritten = function_references_to_names(config)
     return KerasFileInfo(
