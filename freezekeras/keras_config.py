@@ -17,6 +17,7 @@ Rules (tf-keras 2.x in graph mode; ``L`` is the layer's name):
 * Activation, Softmax, ReLU, LeakyReLU layers: their op (``L/Relu``, ``L/Relu6`` for ``ReLU(6)``);
 * :data:`LAYER_OPS`: Flatten/Reshape ``L/Reshape``, Concatenate ``L/concat``,
   global pooling ``L/Mean``/``L/Max``, pooling ``L/MaxPool``/``L/AvgPool``;
+* :data:`MERGE_OPS` of n inputs: ``L/add`` for two, ``L/add_<n-2>`` for more (``mul``, ``sub`` alike);
 * a nested model: ``L/`` and the node of its own output.
 """
 
@@ -37,6 +38,8 @@ LAYER_OPS = {"Flatten": "Reshape", "Reshape": "Reshape", "Concatenate": "concat"
              "GlobalAveragePooling1D": "Mean", "GlobalAveragePooling2D": "Mean",
              "GlobalAveragePooling3D": "Mean", "GlobalMaxPooling1D": "Max", "GlobalMaxPooling2D": "Max",
              "GlobalMaxPooling3D": "Max", "MaxPooling2D": "MaxPool", "AveragePooling2D": "AvgPool"}
+#: Merge layers that chain one binary op per further input (tf-keras' ``_merge_function``).
+MERGE_OPS = {"Add": "add", "Multiply": "mul", "Subtract": "sub"}
 #: Layers with a kernel, whose output is ``BiasAdd`` with a bias, then the activation.
 BIAS_LAYERS = {"Dense", "Conv2D", "Conv3D", "Conv2DTranspose", "Conv3DTranspose", "SeparableConv2D",
                "DepthwiseConv2D", "Conv1D", "Convolution1D", "Convolution2D", "Convolution3D"}
@@ -208,8 +211,18 @@ def output_op(layer: dict[str, Any]) -> str | None:
             return None
         node = output_op(outputs[0][0])
         return None if node is None else f"{name}/{node}"
-    op = _layer_op(class_name, inner)
+    op = _layer_op(class_name, inner) or _merge_op(class_name, layer)
     return None if op is None else f"{name}/{op}"
+
+
+def _merge_op(class_name: str | None, layer: dict[str, Any]) -> str | None:
+    """Add/Multiply/Subtract: ``x0 + x1 + ...`` makes ``add``, ``add_1``, ...: the last one names the output."""
+    base = MERGE_OPS.get(class_name)
+    nodes = layer.get("inbound_nodes")
+    if base is None or not isinstance(nodes, list) or not nodes or not isinstance(nodes[0], list):
+        return None
+    count = len(nodes[0])  # Keras 2: the first call's inputs, [[name, node, tensor, kwargs], ...]
+    return None if count < 2 else base if count == 2 else f"{base}_{count - 2}"
 
 
 def _layer_op(class_name: str | None, inner: dict[str, Any]) -> str | None:
@@ -234,4 +247,4 @@ def _layer_op(class_name: str | None, inner: dict[str, Any]) -> str | None:
     return LAYER_OPS.get(class_name)
 
 
-_PREDICTABLE = {"Activation", "Softmax", "ReLU", "LeakyReLU", *BIAS_LAYERS, *LAYER_OPS}
+_PREDICTABLE = {"Activation", "Softmax", "ReLU", "LeakyReLU", *BIAS_LAYERS, *LAYER_OPS, *MERGE_OPS}

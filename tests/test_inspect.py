@@ -249,3 +249,16 @@ def test_committed_descriptors_match_the_installed_tensorflow():
         fresh.file.append(proto)
     committed = resources.files("freezekeras").joinpath("graphdef_descriptors.binpb").read_bytes()
     assert fresh.SerializeToString(deterministic=True) == committed
+
+
+def test_merge_layers_name_their_last_op(tmp_path):
+    import tf_keras
+
+    a, b, c = (tf_keras.Input((3,), name=name) for name in "abc")
+    outputs = [tf_keras.layers.Add(name="sum3")([a, b, c]), tf_keras.layers.Multiply(name="product")([a, b]),
+               tf_keras.layers.Subtract(name="difference")([a, c]), tf_keras.layers.Concatenate(name="joined")([a, b])]
+    tf_keras.Model([a, b, c], outputs).save(tmp_path / "m.h5")
+    converted = freezekeras.convert(tmp_path / "m.h5", freezekeras.ConvertOptions(output=tmp_path / "m.pb"))
+    seen = freezekeras.inspect(tmp_path / "m.h5")
+    assert [s.node for s in seen.outputs] == [s.name for s in converted.outputs] == [
+        "sum3/add_1", "product/mul", "difference/sub", "joined/concat"]
