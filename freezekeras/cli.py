@@ -12,7 +12,6 @@ import signal
 import sys
 import traceback
 from collections.abc import Iterator
-from importlib import metadata
 from pathlib import Path
 
 import click
@@ -25,6 +24,8 @@ _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # Click 8
 
 
 def _versions() -> str:
+    from importlib import metadata  # here, not at the top: it costs inspect ~25 ms of start-up
+
     parts = []
     for name in DEPENDENCIES:
         try:
