@@ -131,7 +131,8 @@ def inspect(path: str | os.PathLike, *, architecture: str | os.PathLike | None =
     sizes with h5py. For a Keras model the names are the Keras layer names,
     and each carries the graph ``node`` that :func:`convert` will name where
     the rules of :mod:`freezekeras.keras_config` know it (``None`` otherwise);
-    output shapes are ``None`` unless the model is built. For a graph,
+    output shapes come from :mod:`freezekeras.keras_shapes` (``None`` where it
+    cannot derive them) unless the model is built. For a graph,
     inputs are the placeholders and outputs the nodes nothing consumes, and
     ``details["lint"]`` holds what a serving runtime may reject.
 

@@ -5,8 +5,9 @@ config and the weights' sizes with h5py only, and predicts the graph node
 ``convert`` will name for each input and output from the rule table below.
 Where the rules cannot know (a layer class not in the table, a layer called
 more than once, a Keras 3 model that convert refuses), the node is ``None``:
-never a guess. Output shapes need Keras' own shape inference, so they are
-``None``; ``inspect --build`` builds the model in tf-keras for exact shapes.
+never a guess. Output shapes come from the small shape inference of
+:mod:`freezekeras.keras_shapes` (``None`` where it has no rule);
+``inspect --build`` builds the model in tf-keras for exact shapes.
 
 Rules (tf-keras 2.x in graph mode; ``L`` is the layer's name):
 
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from freezekeras.errors import ModelFileError
+from freezekeras.keras_shapes import model_output_shapes
 from freezekeras.results import TensorSpec
 
 ACTIVATION_OPS = {"softmax": "Softmax", "relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh",
@@ -56,10 +58,14 @@ def config_inspection(config: dict[str, Any], *, predict_nodes: bool) -> tuple[
 
     Returns:
         ``(inputs, outputs, layer_count)``; specs are named by Keras layer and
-        carry ``node`` where predicted; output shapes are ``None``.
+        carry ``node`` where predicted; output shapes come from
+        :mod:`freezekeras.keras_shapes` (Keras 2 models only), ``None`` where unknown.
     """
     inputs = tuple(_input_spec(layer, name, predict_nodes) for layer, name in _input_layers(config))
-    outputs = tuple(_output_spec(layer, predict_nodes, index) for layer, index in _output_layers(config))
+    layers = _output_layers(config)
+    shapes = model_output_shapes(config) if predict_nodes else [None] * len(layers)
+    outputs = tuple(_output_spec(layer, predict_nodes, index, shape)
+                    for (layer, index), shape in zip(layers, shapes, strict=True))
     return inputs, outputs, _layer_count(config)
 
 
@@ -150,12 +156,27 @@ def _output_layers(config: dict[str, Any]) -> list[tuple[dict[str, Any], int]]:
         return [(layers[-1], 0)] if layers else []
     by_name = {_name(layer): layer for layer in layers}
     refs = _references(config["config"].get("output_layers"))
-    return [(by_name.get(ref[0], {"name": ref[0]}), _call_index(ref)) for ref in refs]
+    return [(by_name.get(ref[0], {"name": ref[0]}), _call_index(ref, by_name.get(ref[0], {}))) for ref in refs]
 
 
-def _call_index(ref: list[Any]) -> int:
+def first_node_index(layer: dict[str, Any]) -> int:
+    """The index a config gives a layer's first call: 1 for a nested model with its own InputLayer.
+
+    tf-keras does not save such a model's first node (the one its own
+    construction made), but keeps counting from it.
+    """
+    if layer.get("class_name") not in MODEL_CLASSES:
+        return 0
+    if layer.get("class_name") != "Sequential":
+        return 1
+    layers = _layers(layer)
+    return 1 if layers and layers[0].get("class_name") == "InputLayer" else 0
+
+
+def _call_index(ref: list[Any], layer: dict[str, Any]) -> int:
     """0 for the first call of a layer's first output; 1 (unpredictable) otherwise."""
-    return 0 if all(int(x) == 0 for x in ref[1:3] if isinstance(x, int)) else 1
+    node, tensor = (int(x) if isinstance(x, int) else 0 for x in (list(ref[1:3]) + [0, 0])[:2])
+    return 0 if node == first_node_index(layer) and tensor == 0 else 1
 
 
 def _layer_count(config: dict[str, Any]) -> int:
@@ -189,9 +210,9 @@ def _input_spec(layer: dict[str, Any], name: str, predict_nodes: bool) -> Tensor
                       node=name if predict_nodes else None)
 
 
-def _output_spec(layer: dict[str, Any], predict_nodes: bool, call: int) -> TensorSpec:
+def _output_spec(layer: dict[str, Any], predict_nodes: bool, call: int, shape: Any) -> TensorSpec:
     op = output_op(layer) if predict_nodes and call == 0 else None
-    return TensorSpec(name=_name(layer), dtype=_output_dtype(layer), shape=None, node=op)
+    return TensorSpec(name=_name(layer), dtype=_output_dtype(layer), shape=shape, node=op)
 
 
 def _output_dtype(layer: dict[str, Any]) -> str:

@@ -77,6 +77,8 @@ def _assert_inspect_agrees(model, result, architecture=None):
     assert [s.name for s in quick.outputs] == [s.layer for s in result.outputs]
     # every output of the corpus has a rule (None would mean "cannot know", never a wrong name)
     assert [s.node for s in quick.outputs] == [s.name for s in result.outputs]
+    assert [s.shape for s in quick.outputs if s.shape is not None] == [
+        s.shape for s, q in zip(result.outputs, quick.outputs) if q.shape is not None]
     graph = freezekeras.inspect(result.output)
     assert [(s.name, s.dtype, s.shape) for s in graph.outputs] == [(s.name, s.dtype, s.shape) for s in result.outputs]
     assert [(s.name, s.dtype, s.shape) for s in graph.inputs] == [(s.name, s.dtype, s.shape) for s in result.inputs]

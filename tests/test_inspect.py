@@ -85,10 +85,10 @@ def test_cli_table_for_h5(model_dir):
         "  name          dtype    shape      graph node",
         "  hidden_input  float32  (None, 8)  hidden_input",
     ]
-    assert lines[6:9] == [  # output shapes need Keras' shape inference: --build
+    assert lines[6:9] == [
         "outputs:",
-        "  name         dtype    shape    graph node",
-        "  predictions  float32  unknown  predictions/Softmax",
+        "  name         dtype    shape      graph node",
+        "  predictions  float32  (None, 3)  predictions/Softmax",
     ]
 
 
@@ -181,15 +181,14 @@ def test_h5_nodes_predicted_are_those_convert_names(converted, model_dir, name):
     assert [s.name for s in seen.outputs] == [s.layer for s in result.outputs]
     assert [s.node for s in seen.outputs] == [s.name for s in result.outputs]  # every one predicted
     assert [s.dtype for s in seen.outputs] == [s.dtype for s in result.outputs]
+    assert [s.shape for s in seen.outputs] == [s.shape for s in result.outputs]  # and every shape
 
 
-def test_build_gives_output_shapes(model_dir):
-    quick = freezekeras.inspect(model_dir / "dense.h5")
-    built = freezekeras.inspect(model_dir / "dense.h5", build=True)
-    assert [s.shape for s in quick.outputs] == [None]
-    assert [(s.name, s.node, s.dtype, s.shape) for s in built.outputs] == [
-        ("predictions", "predictions/Softmax", "float32", (None, 3))]
-    assert quick.details == built.details
+@pytest.mark.parametrize("name", ["dense", "nested"])
+def test_build_agrees_with_reading_the_config(model_dir, name):
+    quick = freezekeras.inspect(model_dir / f"{name}.h5")
+    built = freezekeras.inspect(model_dir / f"{name}.h5", build=True)
+    assert quick == built
 
 
 def test_node_is_none_where_the_rules_cannot_know(tmp_path):
@@ -198,10 +197,14 @@ def test_node_is_none_where_the_rules_cannot_know(tmp_path):
     x = tf_keras.Input((6,), name="x")
     hidden = tf_keras.layers.Dense(4, name="hidden")(x)
     unit = tf_keras.layers.UnitNormalization(name="unit")(hidden)  # no rule for it
-    tf_keras.Model(x, [hidden, unit]).save(tmp_path / "m.h5")
+    after = tf_keras.layers.Dense(2, name="after")(tf_keras.layers.Lambda(lambda t: t[:, :3], name="cut")(unit))
+    tf_keras.Model(x, [hidden, unit, after]).save(tmp_path / "m.h5")
     seen = freezekeras.inspect(tmp_path / "m.h5")
-    assert [(s.name, s.node, s.dtype) for s in seen.outputs] == [
-        ("hidden", "hidden/BiasAdd", "float32"), ("unit", None, "unknown")]
+    assert [(s.name, s.node, s.dtype, s.shape) for s in seen.outputs] == [
+        ("hidden", "hidden/BiasAdd", "float32", (None, 4)),
+        ("unit", None, "unknown", (None, 4)),  # no node rule, but its shape rule is plain
+        ("after", "after/BiasAdd", "float32", None),  # after a Lambda: shape unknown, not guessed
+    ]
 
 
 def test_keras3_files_are_inspected(keras3_archive):
@@ -262,3 +265,34 @@ def test_merge_layers_name_their_last_op(tmp_path):
     seen = freezekeras.inspect(tmp_path / "m.h5")
     assert [s.node for s in seen.outputs] == [s.name for s in converted.outputs] == [
         "sum3/add_1", "product/mul", "difference/sub", "joined/concat"]
+
+
+def test_shapes_derived_from_the_config_are_keras_own(tmp_path):
+    """Each shape rule of keras_shapes against the model built by tf-keras (inspect --build)."""
+    import tf_keras
+
+    layers = tf_keras.layers
+    image = tf_keras.Input((9, 10, 3), name="image")
+    series = tf_keras.Input((12, 4), name="series")
+    tokens = tf_keras.Input((5,), dtype="int32", name="tokens")
+    padded = layers.ZeroPadding2D(((1, 2), (0, 3)), name="padded")(image)
+    conv = layers.Conv2D(4, 3, strides=2, padding="valid", name="conv")(padded)
+    separable = layers.SeparableConv2D(5, 2, padding="same", dilation_rate=2, name="separable")(conv)
+    depthwise = layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same", name="depthwise")(conv)
+    squeezed = layers.GlobalAveragePooling2D(keepdims=True, name="squeezed")(depthwise)
+    scaled = layers.Multiply(name="scaled")([depthwise, squeezed])  # broadcast (1, 1, 8) over (h, w, 8)
+    up = layers.UpSampling2D((2, 3), name="up")(layers.MaxPooling2D(2, name="pool")(scaled))
+    cropped = layers.Cropping1D((1, 2), name="cropped")(layers.Conv1D(6, 3, padding="causal", name="c1d")(series))
+    permuted = layers.Permute((2, 1), name="permuted")(cropped)
+    recurrent = layers.GRU(3, return_sequences=True, name="gru")(layers.RepeatVector(4, name="repeat")(
+        layers.Flatten(name="flat")(permuted)))
+    embedded = layers.Reshape((-1, 2), name="reshaped")(layers.Embedding(7, 4, name="embed")(tokens))
+    joined = layers.Concatenate(axis=1, name="joined")([embedded, layers.Reshape((6, 2), name="r2")(
+        layers.Dense(12, name="d12")(layers.GlobalMaxPooling1D(name="gmax")(cropped)))])
+    outputs = [separable, up, recurrent, joined, layers.LSTM(2, name="lstm")(series)]
+    tf_keras.Model([image, series, tokens], outputs).save(tmp_path / "shapes.h5")
+
+    quick = freezekeras.inspect(tmp_path / "shapes.h5")
+    built = freezekeras.inspect(tmp_path / "shapes.h5", build=True)
+    assert [(s.name, s.shape) for s in quick.outputs] == [(s.name, s.shape) for s in built.outputs]
+    assert all(s.shape is not None for s in quick.outputs)
