@@ -25,6 +25,7 @@ from freezekeras.h5file import (
     refuse_theano_convolutions,
 )
 from freezekeras.keras_config import config_inspection, read_archive, weight_count
+from freezekeras.keras_shapes import model_output_shapes
 from freezekeras.loading import KerasSession, keras_session
 from freezekeras.output import AtomicFile, output_path
 from freezekeras.results import ConversionResult, ConvertOptions, InspectResult, TensorSpec
@@ -182,7 +183,8 @@ def _config_inspection(path: Path, architecture: Path | None) -> InspectResult:
             param_count = weight_count(handle)
     keras2 = kind == "keras-h5" and not (keras_version or "").startswith("3.")
     try:
-        inputs, outputs, layer_count = config_inspection(config, predict_nodes=keras2)
+        inputs, outputs, layer_count = config_inspection(
+            config, predict_nodes=keras2, output_shapes=model_output_shapes(config) if keras2 else None)
     except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
         raise ModelFileError(
             f"{path}: the model config is malformed ({type(exc).__name__}: {error_summary(exc)}). "

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from freezekeras.errors import ModelFileError
-from freezekeras.keras_shapes import model_output_shapes
 from freezekeras.results import TensorSpec
 
 ACTIVATION_OPS = {"softmax": "Softmax", "relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh",
@@ -48,22 +47,23 @@ BIAS_LAYERS = {"Dense", "Conv2D", "Conv3D", "Conv2DTranspose", "Conv3DTranspose"
 MODEL_CLASSES = {"Sequential", "Functional", "Model"}
 
 
-def config_inspection(config: dict[str, Any], *, predict_nodes: bool) -> tuple[
+def config_inspection(config: dict[str, Any], *, predict_nodes: bool,
+                      output_shapes: list[Any] | None = None) -> tuple[
         tuple[TensorSpec, ...], tuple[TensorSpec, ...], int]:
     """The inputs and outputs of a model config, and its layer count.
 
     Args:
         config: The model config (``{"class_name", "config"}``).
         predict_nodes: Name the graph nodes ``convert`` will print (Keras 2 models only).
+        output_shapes: The outputs' shapes, from :func:`freezekeras.keras_shapes.model_output_shapes`.
 
     Returns:
         ``(inputs, outputs, layer_count)``; specs are named by Keras layer and
-        carry ``node`` where predicted; output shapes come from
-        :mod:`freezekeras.keras_shapes` (Keras 2 models only), ``None`` where unknown.
+        carry ``node`` where predicted; output shapes are ``output_shapes`` (``None`` if not given).
     """
-    inputs = tuple(_input_spec(layer, name, predict_nodes) for layer, name in _input_layers(config))
+    inputs = tuple(_input_spec(layer, name, predict_nodes) for layer, name in input_layers(config))
     layers = _output_layers(config)
-    shapes = model_output_shapes(config) if predict_nodes else [None] * len(layers)
+    shapes = output_shapes if output_shapes is not None else [None] * len(layers)
     outputs = tuple(_output_spec(layer, predict_nodes, index, shape)
                     for (layer, index), shape in zip(layers, shapes, strict=True))
     return inputs, outputs, _layer_count(config)
@@ -113,18 +113,20 @@ def read_archive(path: Path) -> tuple[dict[str, Any], str | None, int | None]:
     return config, metadata.get("keras_version"), count
 
 
-def _layers(config: dict[str, Any]) -> list[dict[str, Any]]:
+def layers_of(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The layer configs of a model config, in its (topological) order."""
     inner = config.get("config")
     if isinstance(inner, list):  # Keras 2.0-2.1 Sequential: the list of layers itself
         return inner
     return list((inner or {}).get("layers") or [])
 
 
-def _name(layer: dict[str, Any]) -> str:
+def layer_name(layer: dict[str, Any]) -> str:
+    """A layer config's name (Keras 2 keeps it beside ``config`` in functional models, and inside)."""
     return str(layer.get("name") or (layer.get("config") or {}).get("name") or "")
 
 
-def _references(value: Any) -> list[list[Any]]:
+def references(value: Any) -> list[list[Any]]:
     """``input_layers``/``output_layers``: ``[[name, node, tensor], ...]`` (or one flat triple)."""
     if isinstance(value, list) and value and isinstance(value[0], str):
         return [value]
@@ -135,27 +137,28 @@ def _is_sequential(config: dict[str, Any]) -> bool:
     return config.get("class_name") == "Sequential"
 
 
-def _input_layers(config: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
-    layers = _layers(config)
+def input_layers(config: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    """``(layer config, input name)`` of each model input, in the model's input order."""
+    layers = layers_of(config)
     if _is_sequential(config):
         if not layers:
             return []
         first = layers[0]
         if first.get("class_name") == "InputLayer":
-            return [(first, _name(first))]
+            return [(first, layer_name(first))]
         if _batch_shape(first) is None:  # not built: Keras makes its input when first called
             return []
-        return [(first, f"{_name(first)}_input")]
-    by_name = {_name(layer): layer for layer in layers}
-    return [(by_name.get(ref[0], {}), str(ref[0])) for ref in _references(config["config"].get("input_layers"))]
+        return [(first, f"{layer_name(first)}_input")]
+    by_name = {layer_name(layer): layer for layer in layers}
+    return [(by_name.get(ref[0], {}), str(ref[0])) for ref in references(config["config"].get("input_layers"))]
 
 
 def _output_layers(config: dict[str, Any]) -> list[tuple[dict[str, Any], int]]:
-    layers = _layers(config)
+    layers = layers_of(config)
     if _is_sequential(config):
         return [(layers[-1], 0)] if layers else []
-    by_name = {_name(layer): layer for layer in layers}
-    refs = _references(config["config"].get("output_layers"))
+    by_name = {layer_name(layer): layer for layer in layers}
+    refs = references(config["config"].get("output_layers"))
     return [(by_name.get(ref[0], {"name": ref[0]}), _call_index(ref, by_name.get(ref[0], {}))) for ref in refs]
 
 
@@ -169,7 +172,7 @@ def first_node_index(layer: dict[str, Any]) -> int:
         return 0
     if layer.get("class_name") != "Sequential":
         return 1
-    layers = _layers(layer)
+    layers = layers_of(layer)
     return 1 if layers and layers[0].get("class_name") == "InputLayer" else 0
 
 
@@ -181,7 +184,7 @@ def _call_index(ref: list[Any], layer: dict[str, Any]) -> int:
 
 def _layer_count(config: dict[str, Any]) -> int:
     """What ``len(model.layers)`` gives: a Sequential model does not count its InputLayer."""
-    layers = _layers(config)
+    layers = layers_of(config)
     if _is_sequential(config):
         return sum(1 for layer in layers if layer.get("class_name") != "InputLayer")
     return len(layers)
@@ -212,7 +215,7 @@ def _input_spec(layer: dict[str, Any], name: str, predict_nodes: bool) -> Tensor
 
 def _output_spec(layer: dict[str, Any], predict_nodes: bool, call: int, shape: Any) -> TensorSpec:
     op = output_op(layer) if predict_nodes and call == 0 else None
-    return TensorSpec(name=_name(layer), dtype=_output_dtype(layer), shape=shape, node=op)
+    return TensorSpec(name=layer_name(layer), dtype=_output_dtype(layer), shape=shape, node=op)
 
 
 def _output_dtype(layer: dict[str, Any]) -> str:
@@ -227,7 +230,7 @@ def output_op(layer: dict[str, Any]) -> str | None:
     """The graph node producing ``layer``'s (first call's) output in convert's graph, or ``None``."""
     class_name = layer.get("class_name")
     inner = layer.get("config") or {}
-    name = _name(layer)
+    name = layer_name(layer)
     if class_name in MODEL_CLASSES:
         outputs = _output_layers(layer)
         if len(outputs) != 1 or outputs[0][1] != 0:

@@ -13,6 +13,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from freezekeras.keras_config import MODEL_CLASSES, first_node_index, input_layers, layer_name, layers_of, references
+
 Shape = tuple[int | None, ...]
 
 #: Layers whose output has their input's shape.
@@ -26,17 +28,9 @@ MERGES = {"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"}
 
 def model_output_shapes(config: dict[str, Any]) -> list[Shape | None]:
     """The shapes of a (Keras 2) model config's outputs, in its output order; ``None`` where unknown."""
-    from freezekeras.keras_config import (  # here: keras_config imports this module
-        _input_layers,
-        _layers,
-        _name,
-        _references,
-        first_node_index,
-    )
-
-    layers = _layers(config)
+    layers = layers_of(config)
     if config.get("class_name") == "Sequential":
-        inputs = _input_layers(config)
+        inputs = input_layers(config)
         shape = _batch_shape(inputs[0][0]) if inputs else None
         for layer in layers:
             if layer.get("class_name") != "InputLayer":
@@ -44,14 +38,14 @@ def model_output_shapes(config: dict[str, Any]) -> list[Shape | None]:
         return [shape] if layers else []
     known: dict[tuple[str, int], list[Shape | None]] = {}
     for layer in layers:
-        name = _name(layer)
+        name = layer_name(layer)
         if layer.get("class_name") == "InputLayer":
             known[(name, 0)] = [_batch_shape(layer)]
             continue
         for index, node in enumerate(layer.get("inbound_nodes") or [], start=first_node_index(layer)):
             known[(name, index)] = layer_output_shapes(layer, _node_inputs(node, known))
     shapes = []
-    for ref in _references(config["config"].get("output_layers")):
+    for ref in references(config["config"].get("output_layers")):
         outputs = known.get((str(ref[0]), int(ref[1]) if len(ref) > 1 else 0), [])
         position = int(ref[2]) if len(ref) > 2 else 0
         shapes.append(outputs[position] if position < len(outputs) else None)
@@ -62,7 +56,7 @@ def layer_output_shapes(layer: dict[str, Any], inputs: Sequence[Shape | None]) -
     """The output shapes of one call of ``layer`` on inputs of ``inputs`` shapes."""
     class_name = layer.get("class_name")
     inner = layer.get("config") or {}
-    if class_name in {"Sequential", "Functional", "Model"}:
+    if class_name in MODEL_CLASSES:
         return list(model_output_shapes(layer))
     if not inputs or any(shape is None for shape in inputs):
         return [None]
