@@ -11,7 +11,7 @@ from typing import Any
 from freezekeras.errors import ModelFileError
 from freezekeras.graphdef import DTYPE_SIZES, GraphDef, dtype_name
 from freezekeras.h5file import check_input_path
-from freezekeras.lint import lint, op_name, output_nodes
+from freezekeras.lint import lint, op_name, output_nodes  # noqa: F401 (op_name: graphs.op_name stays importable)
 from freezekeras.results import TensorSpec
 
 #: DataTypes whose constants count as parameters: float16, float32, float64, bfloat16.

@@ -151,7 +151,8 @@ print(json.dumps([sorted(m for m in ("tensorflow", "tf_keras", "keras") if m in 
 """
 _API = "import freezekeras; r = freezekeras.inspect(sys.argv[1]); names = [s.node or s.name for s in r.outputs]"
 _CLI = ("from freezekeras.cli import main\nimport contextlib, io\nout = io.StringIO()\n"
-        "with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit): main(['inspect', sys.argv[1], '--json'])\n"
+        "with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):\n"
+        "    main(['inspect', sys.argv[1], '--json'])\n"
         "names = [s.get('node', s['name']) for s in json.loads(out.getvalue())['outputs']]")
 
 
