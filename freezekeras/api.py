@@ -181,7 +181,7 @@ def _config_inspection(path: Path, architecture: Path | None) -> InspectResult:
         config, keras_version, backend, kind = info.model_config, info.keras_version, info.backend, "keras-h5"
         with h5py.File(path, "r") as handle:
             param_count = weight_count(handle)
-    keras2 = kind == "keras-h5" and not (keras_version or "").startswith("3.")
+    keras2 = kind == "keras-h5" and (keras_version or "2.").startswith("2.")  # what convert reads
     try:
         inputs, outputs, layer_count = config_inspection(
             config, predict_nodes=keras2, output_shapes=model_output_shapes(config) if keras2 else None)
