@@ -25,7 +25,6 @@ Rules (tf-keras 2.x in graph mode; ``L`` is the layer's name):
 from __future__ import annotations
 
 import json
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +92,8 @@ def read_archive(path: Path) -> tuple[dict[str, Any], str | None, int | None]:
     Raises:
         ModelFileError: The archive holds no readable ``config.json``.
     """
+    import zipfile  # here: inspecting a graph need not pay for importing it
+
     import h5py
 
     try:
