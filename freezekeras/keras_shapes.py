@@ -181,8 +181,8 @@ def _concatenate(inner: dict[str, Any], inputs: list[Shape]) -> Shape:
 
 
 def _recurrent(inner: dict[str, Any], inputs: list[Shape]) -> Shape:
-    if inner.get("return_state"):
-        raise ValueError("several outputs")
+    if inner.get("return_state") or inner.get("time_major"):
+        raise ValueError("several outputs, or time before batch")
     shape = inputs[0]
     return (shape[0], shape[1], inner["units"]) if inner.get("return_sequences") else (shape[0], inner["units"])
 
