@@ -14,14 +14,24 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from freezekeras.errors import ConversionError, ReferenceMismatchError, UsageError, VerificationError, error_summary
-from freezekeras.freezing import find_leftovers, freeze_graph, order_nodes, serialize
-from freezekeras.graphs import graph_inputs_outputs, op_histogram, read_graph_def, tensor_spec
+from freezekeras.errors import (
+    ConversionError,
+    ModelFileError,
+    ReferenceMismatchError,
+    UsageError,
+    VerificationError,
+    error_summary,
+)
+from freezekeras.freezing import find_leftovers, freeze_graph, order_nodes, record_output_shapes, serialize
+from freezekeras.graphs import graph_details, graph_inputs_outputs, read_graph_def, tensor_spec
 from freezekeras.h5file import (
+    RESAVE_HINT,
     check_input_path,
     file_signature,
     read_keras_file,
 )
+from freezekeras.keras_config import config_inspection, read_archive, weight_count
+from freezekeras.keras_shapes import model_output_shapes
 from freezekeras.layers import all_layers
 from freezekeras.loading import KerasSession, keras_session
 from freezekeras.output import AtomicFile, output_path
@@ -117,6 +127,7 @@ def _freeze(keras: KerasSession, outputs: tuple[TensorSpec, ...], path: Path) ->
     kept = {node.name for node in graph_def.node}
     inputs = tuple(spec for spec in keras.inputs() if spec.name in kept)
     order_nodes(graph_def, first=[spec.name for spec in inputs], last=[spec.name for spec in outputs])
+    record_output_shapes(graph_def, keras.graph, [spec.name for spec in outputs])
     return graph_def, inputs
 
 
@@ -134,38 +145,75 @@ def _warnings(graph_def: Any, keras: KerasSession, inputs: tuple[TensorSpec, ...
 
 def inspect(path: str | os.PathLike, *, architecture: str | os.PathLike | None = None,
             custom_objects: str | os.PathLike | None = None, allow_lambda: bool = False,
-            verbose: bool = False) -> InspectResult:
-    """List the inputs and outputs of a Keras ``.h5`` model or a frozen graph.
+            verbose: bool = False, build: bool = False) -> InspectResult:
+    """List the inputs and outputs of a Keras model or a frozen graph, and lint a graph.
 
-    For an ``.h5`` model the names are the Keras layer names, and each
-    carries the graph ``node`` that :func:`convert` will name. For a graph,
-    inputs are the placeholders and outputs the nodes nothing consumes.
+    Neither TensorFlow nor Keras is imported unless the model is built: a
+    graph is read with protobuf alone, a Keras model's config and weight
+    sizes with h5py. For a Keras model the names are the Keras layer names,
+    and each carries the graph ``node`` that :func:`convert` will name where
+    the rules of :mod:`freezekeras.keras_config` know it (``None`` otherwise);
+    output shapes come from :mod:`freezekeras.keras_shapes` (``None`` where it
+    cannot derive them) unless the model is built. For a graph,
+    inputs are the placeholders and outputs the nodes nothing consumes, and
+    ``details["lint"]`` holds what a serving runtime may reject.
 
     Args:
-        path: A Keras ``.h5`` file or a ``GraphDef`` (``.pb``/``.pbtxt``).
+        path: A Keras ``.h5``/``.keras`` file or a ``GraphDef`` (``.pb``/``.pbtxt``).
         architecture: For a weights-only ``.h5``: its JSON or YAML architecture.
-        custom_objects: A Python file defining the model's custom layers and functions.
-        allow_lambda: Load Lambda layers (runs their Python bytecode).
+        custom_objects: A Python file defining the model's custom layers and
+            functions; implies ``build``.
+        allow_lambda: Load Lambda layers (runs their Python bytecode); implies ``build``.
         verbose: Leave TensorFlow's logging on.
+        build: Build a Keras ``.h5`` model in tf-keras (imports TensorFlow)
+            for exact nodes, dtypes and output shapes.
 
     Raises:
         UsageError: The path is missing or a directory.
         ModelFileError: The file is neither a Keras model nor a GraphDef.
-        LambdaLayerError: The model holds Lambda layers and they are not allowed.
-        UnknownObjectError: The model uses custom layers or functions.
-        ConversionError: Keras failed to build the model.
+        LambdaLayerError: Building, the model holds Lambda layers and they are not allowed.
+        UnknownObjectError: Building, the model uses custom layers or functions.
+        ConversionError: Building, Keras failed to build the model.
     """
     path = Path(path)
     check_input_path(path)
     if path.suffix.lower() in KERAS_SUFFIXES or file_signature(path) is not None:
-        info = read_keras_file(path, architecture=_path_or_none(architecture))
-        with keras_session(info, custom_objects=_path_or_none(custom_objects),
-                           allow_lambda=allow_lambda, verbose=verbose) as keras:
-            return _keras_inspection(info, keras)
-    graph_def = read_graph_def(path, verbose=verbose)
+        if build or custom_objects is not None or allow_lambda:
+            info = read_keras_file(path, architecture=_path_or_none(architecture))
+            with keras_session(info, custom_objects=_path_or_none(custom_objects),
+                               allow_lambda=allow_lambda, verbose=verbose) as keras:
+                return _keras_inspection(info, keras)
+        return _config_inspection(path, _path_or_none(architecture))
+    graph_def = read_graph_def(path)
     inputs, outputs = graph_inputs_outputs(graph_def)
-    details = {"node_count": len(graph_def.node), "op_histogram": op_histogram(graph_def)}
-    return InspectResult(path=path, format="graphdef", inputs=inputs, outputs=outputs, details=details)
+    return InspectResult(path=path, format="graphdef", inputs=inputs, outputs=outputs,
+                         details=graph_details(graph_def))
+
+
+def _config_inspection(path: Path, architecture: Path | None) -> InspectResult:
+    """Inspect a Keras file from its config and weight sizes alone (h5py, no TensorFlow)."""
+    if file_signature(path) == "zip" and architecture is None:
+        config, keras_version, param_count = read_archive(path)
+        backend, kind = None, "keras-archive"
+    else:
+        import h5py
+
+        info = read_keras_file(path, architecture=architecture, keras3=True)
+        config, keras_version, backend, kind = info.model_config, info.keras_version, info.backend, "keras-h5"
+        with h5py.File(path, "r") as handle:
+            param_count = weight_count(handle)
+    keras2 = kind == "keras-h5" and (keras_version or "2.").startswith(("1.", "2."))  # Keras 1: translated
+    try:
+        inputs, outputs, layer_count = config_inspection(
+            config, predict_nodes=keras2, output_shapes=model_output_shapes(config) if keras2 else None)
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+        raise ModelFileError(
+            f"{path}: the model config is malformed ({type(exc).__name__}: {error_summary(exc)}). "
+            f"The file is damaged; {RESAVE_HINT}."
+        ) from exc
+    details = {"keras_version": keras_version, "backend": backend,
+               "layer_count": layer_count, "param_count": param_count}
+    return InspectResult(path=path, format=kind, inputs=inputs, outputs=outputs, details=details)
 
 
 def _keras_inspection(info, keras: KerasSession) -> InspectResult:
@@ -236,8 +284,8 @@ def _layer_output_node(model: Any, name: str) -> str | None:
 
 def _verify(keras: KerasSession, written: Path, inputs, outputs, options: ConvertOptions,
             path: Path):
-    graph_def = read_graph_def(written)
     tf = import_tensorflow()
+    graph_def = read_graph_def(written, message=tf.compat.v1.GraphDef())
     try:
         return verify(
             graph_def, inputs, outputs,
@@ -256,8 +304,8 @@ def _verify(keras: KerasSession, written: Path, inputs, outputs, options: Conver
 
 def _check_reference(written: Path, recording: Recording, inputs, outputs, options: ConvertOptions,
                      path: Path):
-    graph_def = read_graph_def(written)
     tf = import_tensorflow()
+    graph_def = read_graph_def(written, message=tf.compat.v1.GraphDef())
     try:
         return check_recording(graph_def, recording, inputs, outputs, atol=options.atol)
     except tf.errors.OpError as exc:  # e.g. inputs the shape checks could not catch

@@ -13,7 +13,6 @@ import signal
 import sys
 import traceback
 from collections.abc import Iterator
-from importlib import metadata
 from pathlib import Path
 
 import click
@@ -33,6 +32,8 @@ _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # Click 8
 
 
 def _versions() -> str:
+    from importlib import metadata  # here, not at the top: it costs inspect ~25 ms of start-up
+
     parts = []
     for name in DEPENDENCIES:
         try:
@@ -158,8 +159,8 @@ def main() -> None:
     """Freeze Keras .h5 models into TensorFlow graphs (.pb) that serve anywhere.
 
     Exit codes: 0 success, 1 model or conversion error, 2 usage error,
-    3 verification failed; for several models, the most serious of theirs
-    (2, then 1, then 3).
+    3 verification failed, 4 inspect --check found problems; for several models,
+    the most serious of theirs (2, then 1, then 3).
     """
 
 
@@ -265,19 +266,34 @@ def _convert_batch(models: tuple[Path, ...], options, *, as_json: bool, new_fold
 
 @main.command()
 @click.argument("path", type=click.Path(path_type=Path))
+@click.option("--check", is_flag=True,
+              help="Exit with code 4 if the graph's lint finds errors (a CI gate for frozen graphs).")
+@click.option("--build", is_flag=True,
+              help="Build a Keras model in tf-keras (imports TensorFlow) for exact nodes and output shapes. "
+                   "Implied by --custom-objects and --allow-lambda.")
 @model_options
 @json_option
 @verbose_option
 @_reports_errors
-def inspect(path: Path, architecture: Path | None, custom_objects: Path | None, allow_lambda: bool,
-            as_json: bool, verbose: bool) -> None:
-    """List the inputs and outputs of PATH: a Keras .h5 model or a frozen graph (.pb/.pbtxt)."""
+def inspect(path: Path, check: bool, build: bool, architecture: Path | None, custom_objects: Path | None,
+            allow_lambda: bool, as_json: bool, verbose: bool) -> None:
+    """List the inputs and outputs of PATH (a Keras .h5/.keras model or a frozen graph .pb/.pbtxt); lint a graph."""
     from freezekeras.api import inspect as run_inspect
+    from freezekeras.errors import CheckFailedError, UsageError
     from freezekeras.rendering import inspection_text, to_json
 
     result = run_inspect(path, architecture=architecture, custom_objects=custom_objects,
-                         allow_lambda=allow_lambda, verbose=verbose)
+                         allow_lambda=allow_lambda, verbose=verbose, build=build)
+    if check and "lint" not in result.details:
+        raise UsageError(f"{path}: --check lints frozen graphs, and this is a Keras model. "
+                         f"Convert it and check the .pb, or drop --check.")
     click.echo(to_json(result) if as_json else inspection_text(result))
+    errors = result.lint_errors if check else []
+    if errors:
+        kinds = "; ".join(finding["message"] for finding in errors)
+        raise CheckFailedError(f"{path}: the check found {len(errors)} kind{'s' if len(errors) > 1 else ''} "
+                               f"of problem: {kinds}. Freeze the model for inference (freezekeras convert) "
+                               "or remove these nodes.")
 
 
 def _progress_printer(model: Path | None):

@@ -15,6 +15,7 @@ code  meaning
 2     usage error: a path or option on the command line is wrong
 3     verification failed: the frozen graph does not compute what
       the Keras model computes
+4     check failed: ``inspect --check`` found problems in the graph
 128+N stopped by signal N: SIGINT (Ctrl-C) 130, SIGTERM 143, SIGHUP 129
 ====  ==========================================================
 
@@ -34,6 +35,7 @@ EXIT_OK = 0
 EXIT_MODEL_ERROR = 1
 EXIT_USAGE_ERROR = 2
 EXIT_VERIFICATION_FAILED = 3
+EXIT_CHECK_FAILED = 4
 
 #: Exit codes from most to least serious. A usage error (a missing file, an option that
 #: cannot apply) says the command line itself needs fixing; a model error that a file cannot
@@ -163,3 +165,15 @@ class ReferenceMismatchError(VerificationError):
     The file is the one given as ``--reference``; ``verification`` holds the
     comparison with it. Nothing has been written.
     """
+
+
+class CheckFailedError(FreezeKerasError):
+    """Raised by the command line when ``inspect --check`` finds errors in a graph.
+
+    The graph was read and reported; its lint found what a serving runtime
+    may reject (variables, training switches, random ops, device strings,
+    unused placeholders). A distinct exit code lets CI tell this from a file
+    that could not be read (1).
+    """
+
+    exit_code = EXIT_CHECK_FAILED

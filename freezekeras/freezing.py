@@ -8,13 +8,12 @@ from typing import Any
 
 from freezekeras.errors import ConversionError, GraphTooLargeError, error_summary
 from freezekeras.graphs import op_name
+from freezekeras.lint import leftover_lines
 from freezekeras.tfimport import import_tensorflow
 
 #: protobuf cannot parse a message of 2 GiB or more; such a file cannot be read back.
 PROTOBUF_LIMIT = 2**31
 
-_VARIABLE_OPS = {"VarHandleOp", "VariableV2", "Variable", "ReadVariableOp", "VarIsInitializedOp"}
-_TRAINING_OPS = {"RandomUniform", "RandomStandardNormal", "RandomUniformInt", "TruncatedNormal"}
 #: Lookup tables are filled by an initializer op that a frozen graph cannot run by itself.
 _TABLE_OPS = {"HashTable", "HashTableV2", "MutableHashTable", "MutableHashTableV2",
               "MutableHashTableOfTensors", "MutableHashTableOfTensorsV2", "MutableDenseHashTable",
@@ -92,41 +91,30 @@ def order_nodes(graph_def: Any, *, first: Sequence[str], last: Sequence[str]) ->
     graph_def.node.extend(copies)
 
 
-def find_leftovers(graph_def: Any) -> list[str]:
-    """List what a serving runtime may reject in a frozen graph.
+def record_output_shapes(graph_def: Any, graph: Any, names: Sequence[str]) -> None:
+    """Write the ``_output_shapes`` attribute of the nodes ``names`` (``op`` or ``op:N``), in place.
 
-    Variables, Keras' learning-phase placeholder, training-only random ops
-    (Dropout's ``RandomUniform``), ``If``/``Switch`` nodes fed by a training
-    flag and device placements.
-
-    Args:
-        graph_def: A ``GraphDef``.
-
-    Returns:
-        One readable line per problem kind found; empty when there is none.
+    TensorFlow writes this attribute itself with ``as_graph_def(add_shapes=True)``
+    and ignores it on import; it lets ``freezekeras inspect`` report the output
+    shapes without importing TensorFlow to infer them.
     """
-    found: dict[str, list[str]] = {}
-
-    def add(kind: str, name: str) -> None:
-        found.setdefault(kind, []).append(name)
-
+    wanted = {op_name(name) for name in names}
     for node in graph_def.node:
-        if node.op in _VARIABLE_OPS or node.op.startswith("Assign"):
-            add("variable ops", node.name)
-        if node.op in _TRAINING_OPS:
-            add("random ops (Dropout?)", node.name)
-        if "keras_learning_phase" in node.name:
-            add("learning-phase nodes", node.name)
-        if node.op in {"If", "StatelessIf", "Switch"} and any(
-            "learning_phase" in inp or "training" in inp.lower() for inp in map(op_name, node.input)
-        ):
-            add("training switches", node.name)
-        if node.device:
-            add("device strings", node.name)
-    return [
-        f"{kind}: {len(names)} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
-        for kind, names in found.items()
-    ]
+        if node.name in wanted:
+            shapes = node.attr["_output_shapes"].list.shape
+            del shapes[:]
+            for tensor in graph.get_operation_by_name(node.name).outputs:
+                shapes.add().CopyFrom(tensor.shape.as_proto())
+
+
+def find_leftovers(graph_def: Any) -> list[str]:
+    """List what a serving runtime may reject in a frozen graph, one line per kind.
+
+    The error-level findings of :func:`freezekeras.lint.lint` (variables,
+    random ops, learning-phase nodes, training switches, device strings,
+    unused placeholders), function bodies included; empty when there is none.
+    """
+    return leftover_lines(graph_def)
 
 
 def serialize(graph_def: Any, *, text: bool, source: Path, limit: int = PROTOBUF_LIMIT) -> bytes:

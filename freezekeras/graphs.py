@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from freezekeras.errors import ModelFileError
+from freezekeras.graphdef import DTYPE_SIZES, GraphDef, dtype_name
 from freezekeras.h5file import check_input_path
+from freezekeras.lint import lint, op_name, output_nodes  # noqa: F401 (op_name: graphs.op_name stays importable)
 from freezekeras.results import TensorSpec
-from freezekeras.tfimport import import_tensorflow
 
-#: Ops that are never a graph's output even when nothing consumes them.
-_NOT_OUTPUTS = {"Const", "NoOp", "Placeholder", "PlaceholderWithDefault", "Assert", "VarHandleOp"}
+#: DataTypes whose constants count as parameters: float16, float32, float64, bfloat16.
+_FLOAT_TYPES = {1, 2, 14, 19}
+#: Attributes that give a node's output type, most specific first.
+_DTYPE_ATTRS = ("dtype", "output_type", "out_type", "DstT", "Tout", "output_types", "T", "type")
 
 
-def read_graph_def(path: Path, *, verbose: bool = False) -> Any:
-    """Read a ``GraphDef`` from a binary ``.pb`` or a protobuf text file.
+def read_graph_def(path: Path, *, verbose: bool = False, message: Any = None) -> Any:
+    """Read a ``GraphDef`` from a binary ``.pb`` or a protobuf text file, with protobuf alone.
+
+    Args:
+        path: The file.
+        verbose: Unused; kept for callers that pass it.
+        message: An empty ``GraphDef`` to fill, e.g. TensorFlow's own
+            ``tf.compat.v1.GraphDef()``; default :func:`freezekeras.graphdef.GraphDef`,
+            which needs no TensorFlow.
 
     Raises:
         UsageError: The path is missing or a directory.
@@ -27,8 +38,7 @@ def read_graph_def(path: Path, *, verbose: bool = False) -> Any:
     data = path.read_bytes()
     if not data:
         raise ModelFileError(f"{path}: the file is empty. Convert the model again.")
-    tf = import_tensorflow(verbose=verbose)
-    graph_def = tf.compat.v1.GraphDef()
+    graph_def = GraphDef() if message is None else message
     try:
         graph_def.ParseFromString(data)
     except Exception:  # protobuf's DecodeError, or a RuntimeError from its C++ core
@@ -52,43 +62,39 @@ def graph_inputs_outputs(graph_def: Any) -> tuple[tuple[TensorSpec, ...], tuple[
     """Find a frozen graph's inputs (placeholders) and outputs (nodes nothing consumes).
 
     Constants, no-ops and placeholders are never outputs. Every output of an
-    unconsumed node is listed (``op``, ``op:1``, ...). Dtypes and shapes come
-    from importing the graph into TensorFlow; for a graph this TensorFlow
-    cannot import (ops it lacks), from the nodes' attributes.
+    unconsumed node is listed (``op``, ``op:1``, ...). Read from the nodes'
+    attributes, without TensorFlow: dtypes from ``dtype``/``T``/...,
+    input shapes from the placeholders' ``shape``, output shapes (and the
+    number of outputs) from ``_output_shapes``, which ``convert`` writes on
+    its outputs (and TensorFlow with ``add_shapes=True``); ``None`` where absent.
 
     Returns:
         ``(inputs, outputs)``, each in the graph's node order.
     """
-    tf = import_tensorflow()
-    consumed = {op_name(inp) for node in graph_def.node for inp in node.input}
-    input_names = [n.name for n in graph_def.node if n.op == "Placeholder"]
-    output_names = [
-        n.name for n in graph_def.node if n.name not in consumed and n.op not in _NOT_OUTPUTS
-    ]
-    graph = tf.Graph()
-    try:
-        with graph.as_default():
-            tf.import_graph_def(graph_def, name="")
-    except (ValueError, tf.errors.OpError):  # unknown ops, or a graph that does not validate
-        nodes = {node.name: node for node in graph_def.node}
-        return (tuple(_spec_from_attrs(tf, nodes[name]) for name in input_names),
-                tuple(_spec_from_attrs(tf, nodes[name]) for name in output_names))
-    outputs = [
-        _tensor_spec(graph, name, index)
-        for name in output_names
-        for index in range(max(1, len(graph.get_operation_by_name(name).outputs)))
-    ]
-    return tuple(_tensor_spec(graph, name) for name in input_names), tuple(outputs)
+    nodes = {node.name: node for node in graph_def.node}
+    inputs = tuple(TensorSpec(name=node.name, dtype=_dtype(node, 0), shape=_placeholder_shape(node))
+                   for node in graph_def.node if node.op == "Placeholder")
+    outputs = tuple(spec for name in output_nodes(graph_def) for spec in _output_specs(nodes[name]))
+    return inputs, outputs
+
+
+def graph_details(graph_def: Any) -> dict[str, Any]:
+    """Counts, constants, function library and lint of a GraphDef, as ``inspect --json`` gives them."""
+    params, const_bytes = _constant_sizes(graph_def)
+    return {
+        "node_count": len(graph_def.node),
+        "op_histogram": op_histogram(graph_def),
+        "param_count": params,
+        "const_bytes": const_bytes,
+        "functions": [{"name": function.signature.name, "node_count": len(function.node_def)}
+                      for function in graph_def.library.function],
+        "lint": [finding.to_json() for finding in lint(graph_def)],
+    }
 
 
 def tensor_name(name: str) -> str:
     """``op`` -> ``op:0``; ``op:1`` stays as it is."""
     return name if ":" in name else f"{name}:0"
-
-
-def op_name(name: str) -> str:
-    """The node a tensor or node input names: ``op:1`` -> ``op``, ``^op`` (a control input) -> ``op``."""
-    return name.lstrip("^").split(":")[0]
 
 
 def run_session(session: Any, fetches: Sequence[str], feeds: dict[str, Any]) -> list[Any]:
@@ -110,24 +116,63 @@ def tensor_spec(tensor: Any, *, layer: str | None = None) -> TensorSpec:
     return TensorSpec(name=name, dtype=tensor.dtype.name, shape=dims, layer=layer)
 
 
-def _tensor_spec(graph: Any, name: str, index: int = 0) -> TensorSpec:
-    op = graph.get_operation_by_name(name)
-    if not op.outputs:
-        return TensorSpec(name=name, dtype="none", shape=None)
-    return tensor_spec(op.outputs[index])
+def _output_specs(node: Any) -> list[TensorSpec]:
+    shapes = list(node.attr["_output_shapes"].list.shape) if "_output_shapes" in node.attr else []
+    count = len(shapes) or _output_count(node)
+    return [TensorSpec(name=node.name if i == 0 else f"{node.name}:{i}", dtype=_dtype(node, i),
+                       shape=_shape(shapes[i]) if i < len(shapes) else None) for i in range(count)]
 
 
-def _spec_from_attrs(tf: Any, node: Any) -> TensorSpec:
-    """A node's dtype (``dtype`` or ``T`` attribute) and shape (``shape`` attribute), where present."""
-    dtype = "unknown"
-    for key in ("dtype", "T"):
-        if key in node.attr and node.attr[key].type:
-            dtype = tf.dtypes.as_dtype(node.attr[key].type).name
-            break
-    shape = None
-    if "shape" in node.attr and not node.attr["shape"].shape.unknown_rank:
-        shape = tuple(None if dim.size < 0 else dim.size for dim in node.attr["shape"].shape.dim)
-    return TensorSpec(name=node.name, dtype=dtype, shape=shape)
+def _output_count(node: Any) -> int:
+    """How many outputs a node has, from its attributes (``num_split``, type lists); 1 when they do not say."""
+    for key in ("num_split", "num"):
+        if key in node.attr and node.attr[key].i > 0:
+            return node.attr[key].i
+    for key in ("T", "Tout", "output_types"):
+        if key in node.attr and len(node.attr[key].list.type) > 0:
+            return len(node.attr[key].list.type)
+    return 1
+
+
+def _dtype(node: Any, index: int) -> str:
+    """The type of output ``index``, from the first type attribute present; ``"unknown"`` if none."""
+    for key in _DTYPE_ATTRS:
+        if key not in node.attr:
+            continue
+        value = node.attr[key]
+        if value.type:
+            return dtype_name(value.type)
+        if index < len(value.list.type):
+            return dtype_name(value.list.type[index])
+    return "unknown"
+
+
+def _placeholder_shape(node: Any) -> tuple[int | None, ...] | None:
+    return _shape(node.attr["shape"].shape) if "shape" in node.attr else None
+
+
+def _shape(shape: Any) -> tuple[int | None, ...] | None:
+    if shape.unknown_rank:
+        return None
+    return tuple(None if dim.size < 0 else dim.size for dim in shape.dim)
+
+
+def _constant_sizes(graph_def: Any) -> tuple[int, int]:
+    """(elements of floating-point constants, bytes of all constants' values), function bodies included."""
+    nodes = [*graph_def.node, *(node for function in graph_def.library.function for node in function.node_def)]
+    params = size = 0
+    for node in nodes:
+        if node.op != "Const" or "value" not in node.attr:
+            continue
+        tensor = node.attr["value"].tensor
+        elements = math.prod(max(dim.size, 0) for dim in tensor.tensor_shape.dim)
+        if tensor.dtype in _FLOAT_TYPES:
+            params += elements
+        if tensor.dtype == 7:  # string
+            size += sum(len(value) for value in tensor.string_val)
+        else:
+            size += elements * DTYPE_SIZES.get(tensor.dtype, 0)
+    return params, size
 
 
 def _looks_like_text(data: bytes) -> bool:

@@ -100,7 +100,8 @@ def file_signature(path: Path) -> str | None:
     return None
 
 
-def read_keras_file(path: Path, *, architecture: Path | None = None, backend: str | None = None) -> KerasFileInfo:
+def read_keras_file(path: Path, *, architecture: Path | None = None, backend: str | None = None,
+                    keras3: bool = False) -> KerasFileInfo:
     """Check that ``path`` is a Keras HDF5 model and read its metadata.
 
     Args:
@@ -109,6 +110,7 @@ def read_keras_file(path: Path, *, architecture: Path | None = None, backend: st
         architecture: A JSON (``model.to_json()``) or YAML file with the
             model's architecture; the ``.h5`` then supplies only weights.
         backend: The backend that trained the model, for a file that does not record one.
+        keras3: Accept a Keras 3 ``.h5`` (for inspecting; convert refuses them).
 
     Returns:
         The file's metadata.
@@ -149,7 +151,7 @@ def read_keras_file(path: Path, *, architecture: Path | None = None, backend: st
             f"{path}: records that it was trained with {recorded}; --backend {backend} is only for "
             "files that do not say (Keras 1). Leave it out."
         )
-    if keras_version and keras_version.startswith("3."):
+    if keras_version and keras_version.startswith("3.") and not keras3:
         raise ModelFileError(f"{path}: was saved by Keras {keras_version}. {KERAS3_HINT}")
     if is_keras1(keras_version):
         config = translate_model_config(config, source=path)

@@ -77,16 +77,34 @@ def inspection_text(result: InspectResult) -> str:
     if histogram:
         ops = ", ".join(f"{op} {count}" for op, count in histogram.items())
         lines += ["", f"ops: {ops}"]
+    functions = result.details.get("functions")
+    if functions:
+        lines += ["", "functions: " + ", ".join(_function(f) for f in functions)]
+    if "lint" in result.details:
+        lines += [""] + _lint(result.details["lint"])
     return "\n".join(lines)
+
+
+def _function(function: dict[str, Any]) -> str:
+    count = function["node_count"]
+    return f"{function['name']} ({count} node{'' if count == 1 else 's'})"
+
+
+def _lint(findings: Sequence[dict[str, Any]]) -> list[str]:
+    if not findings:
+        return ["lint: clean"]
+    return ["lint:"] + [f"  {finding['severity']}: {finding['message']}" for finding in findings]
 
 
 def _describe(result: InspectResult) -> str:
     d = result.details
-    if result.format == "keras-h5":
+    if result.format in {"keras-h5", "keras-archive"}:
+        params = "unknown" if d.get("param_count") is None else f"{d['param_count']:,}"
         return (f"Keras model (keras_version {d.get('keras_version') or 'unknown'}, "
                 f"backend {d.get('backend') or 'unknown'}), {d['layer_count']} layers, "
-                f"{d['param_count']:,} parameters")
-    return f"frozen TensorFlow graph, {d['node_count']} nodes"
+                f"{params} parameters")
+    return (f"frozen TensorFlow graph, {d['node_count']} nodes, {d['param_count']:,} parameters "
+            f"({_size(d['const_bytes'])} of constants)")
 
 
 def _table(title: str, specs: Sequence[TensorSpec]) -> list[str]:

@@ -194,12 +194,13 @@ class InspectResult:
 
     Attributes:
         path: The file inspected.
-        format: ``"keras-h5"`` or ``"graphdef"``.
+        format: ``"keras-h5"``, ``"keras-archive"`` (a Keras 3 ``.keras`` file) or ``"graphdef"``.
         inputs: Inputs in the model's order (graph order for a GraphDef).
         outputs: Outputs in the model's order (graph order for a GraphDef).
         details: Format-specific facts: ``keras_version``, ``backend``,
-            ``layer_count``, ``param_count`` for ``.h5``; ``node_count``,
-            ``op_histogram`` (op type to count) for a GraphDef.
+            ``layer_count``, ``param_count`` for a Keras model; ``node_count``,
+            ``op_histogram`` (op type to count), ``param_count``,
+            ``const_bytes``, ``functions`` and ``lint`` for a GraphDef.
     """
 
     path: Path
@@ -217,6 +218,11 @@ class InspectResult:
             "outputs": [spec.to_json() for spec in self.outputs],
             **self.details,
         }
+
+    @property
+    def lint_errors(self) -> list[dict[str, Any]]:
+        """The error-level lint findings of a graph (``inspect --check`` fails on them); empty otherwise."""
+        return [finding for finding in self.details.get("lint") or [] if finding["severity"] == "error"]
 
 
 @dataclass(frozen=True)

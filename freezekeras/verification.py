@@ -56,7 +56,7 @@ def run_graph_def(graph_def: Any, feeds: dict[str, Any], fetches: Sequence[str])
     """Import ``graph_def`` into a fresh graph and run it once.
 
     Args:
-        graph_def: The frozen ``GraphDef``.
+        graph_def: The frozen ``GraphDef``: TensorFlow's message, or any with the same fields.
         feeds: Values keyed by node or tensor name.
         fetches: Node or tensor names to fetch.
 
@@ -64,6 +64,8 @@ def run_graph_def(graph_def: Any, feeds: dict[str, Any], fetches: Sequence[str])
         The fetched arrays, in the order of ``fetches``.
     """
     tf = import_tensorflow()
+    if not isinstance(graph_def, tf.compat.v1.GraphDef):  # e.g. freezekeras.graphdef's own class
+        graph_def = tf.compat.v1.GraphDef.FromString(graph_def.SerializeToString())
     graph = tf.Graph()
     with graph.as_default():
         tf.import_graph_def(graph_def, name="")

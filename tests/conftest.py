@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -158,6 +160,29 @@ def dense_h5(model_dir, tmp_path) -> Path:
     target = tmp_path / "dense.h5"
     target.write_bytes((model_dir / "dense.h5").read_bytes())
     return target
+
+
+@pytest.fixture(scope="session")
+def keras3_archive(tmp_path_factory) -> Path:
+    """A real Keras 3 ``.keras`` archive, built in a subprocess with Keras 3 (package ``keras``)."""
+    folder = tmp_path_factory.mktemp("keras3")
+    code = textwrap.dedent("""
+        import keras
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        model.save("m.keras")
+        model.save("m3.h5")  # Keras 3's legacy HDF5: a config tf-keras cannot rebuild
+    """)
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "0", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    try:
+        done = subprocess.run([sys.executable, "-c", code], cwd=folder, env=env,
+                              capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"cannot build a Keras 3 archive here: {exc}")
+    archive = folder / "m.keras"
+    if done.returncode != 0 or not archive.is_file():
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        pytest.skip(f"cannot build a Keras 3 archive here (Keras 3 failed: {last})")
+    return archive
 
 
 def keras_predict(path: Path, inputs: list) -> list:

@@ -79,6 +79,21 @@ def _assert_clean(graph_def):
         assert inner == [], f"left-over ops in function {function.signature.name}: {inner}"
 
 
+def _assert_inspect_agrees(model, result, architecture=None):
+    """inspect (no TensorFlow) of the .h5 predicts convert's nodes; of the .pb lists them and passes --check."""
+    quick = freezekeras.inspect(model, architecture=architecture)
+    assert [(s.node, s.dtype, s.shape) for s in quick.inputs] == [(s.name, s.dtype, s.shape) for s in result.inputs]
+    assert [s.name for s in quick.outputs] == [s.layer for s in result.outputs]
+    # every output of the corpus has a rule (None would mean "cannot know", never a wrong name)
+    assert [s.node for s in quick.outputs] == [s.name for s in result.outputs]
+    assert [s.shape for s in quick.outputs if s.shape is not None] == [
+        s.shape for s, q in zip(result.outputs, quick.outputs) if q.shape is not None]
+    graph = freezekeras.inspect(result.output)
+    assert [(s.name, s.dtype, s.shape) for s in graph.outputs] == [(s.name, s.dtype, s.shape) for s in result.outputs]
+    assert [(s.name, s.dtype, s.shape) for s in graph.inputs] == [(s.name, s.dtype, s.shape) for s in result.inputs]
+    assert graph.lint_errors == []
+
+
 @pytest.mark.parametrize("filename", PLAIN_LOAD_OK)
 def test_full_model_converts_verifies_and_is_clean(tmp_path, filename, record_property):
     path = CORPUS / filename
@@ -93,6 +108,7 @@ def test_full_model_converts_verifies_and_is_clean(tmp_path, filename, record_pr
     assert result.output.is_file() and result.warnings == ()
     assert result.inputs and result.outputs
     _assert_clean(read_graph_def(result.output))
+    _assert_inspect_agrees(path, result)
 
     # Independently of freezekeras' own check: the model loaded eagerly, as a user would, on
     # other inputs, against the frozen graph run by plain TensorFlow.
@@ -179,6 +195,7 @@ def test_weights_only_file_converts_with_its_json(tmp_path, name):
         output=tmp_path / "m.pb", architecture=CORPUS / f"{name}.json"))
     assert result.verification.passed and result.warnings == ()
     _assert_clean(read_graph_def(result.output))
+    _assert_inspect_agrees(CORPUS / f"{name}.h5", result, architecture=CORPUS / f"{name}.json")
 
 
 @pytest.mark.parametrize("name", REFERENCE)
@@ -192,6 +209,7 @@ def test_reference_model_reproduces_original_predictions(tmp_path, name, record_
     result = freezekeras.convert(model, options)
     assert result.verification is not None and result.verification.passed
     _assert_clean(read_graph_def(result.output))
+    _assert_inspect_agrees(model, result, architecture=options.architecture)
 
     with h5py.File(CORPUS / "reference" / f"{name}_inputs_and_outputs.h5", "r") as data:
         input_layers = json.loads(data.attrs["inputs"])["inputs"]

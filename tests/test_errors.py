@@ -13,9 +13,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
-import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,29 +142,6 @@ def set_model_config(path: Path, value: str) -> Path:
     with h5py.File(path, "r+") as handle:
         handle.attrs["model_config"] = value
     return path
-
-
-@pytest.fixture(scope="module")
-def keras3_archive(tmp_path_factory) -> Path:
-    """A real Keras 3 ``.keras`` archive, built in a subprocess with Keras 3 (package ``keras``)."""
-    folder = tmp_path_factory.mktemp("keras3")
-    code = textwrap.dedent("""
-        import keras
-        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-        model.save("m.keras")
-        model.save("m3.h5")  # Keras 3's legacy HDF5: a config tf-keras cannot rebuild
-    """)
-    env = {**os.environ, "TF_USE_LEGACY_KERAS": "0", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    try:
-        done = subprocess.run([sys.executable, "-c", code], cwd=folder, env=env,
-                              capture_output=True, text=True, timeout=300)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"cannot build a Keras 3 archive here: {exc}")
-    archive = folder / "m.keras"
-    if done.returncode != 0 or not archive.is_file():
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        pytest.skip(f"cannot build a Keras 3 archive here (Keras 3 failed: {last})")
-    return archive
 
 
 # --------------------------------------------------------------------------- bad inputs
@@ -332,19 +306,24 @@ CASES = {
     "config-not-object": Case(_config_not_object, EXIT_MODEL_ERROR,
                               ("is not a Keras model config", "model.save('model.h5')")),
     "config-unbuildable": Case(_config_unbuildable, EXIT_MODEL_ERROR,
-                               ("Keras could not build the model", "--debug")),
+                               ("Keras could not build the model", "--debug"), ("convert", "inspect --build")),
+    "config-unreadable": Case(_config_unbuildable, EXIT_MODEL_ERROR,
+                              ("the model config is malformed", "model.save('model.h5')"), ("inspect",)),
     # 3. weights only
     "weights-only": Case(_weights_only, EXIT_MODEL_ERROR,
                          ("holds weights only", "save_weights", "--architecture model.json", "model.to_json()")),
-    # 4. Keras 3 archives, whatever their suffix
+    # 4. Keras 3 archives, whatever their suffix (inspect reads them unless it builds the model)
     "keras3-archive": Case(_keras3, EXIT_MODEL_ERROR,
-                           ("Keras 3 .keras archive", "model.save('model.h5')")),
-    "keras3-h5": Case(_keras3_h5, EXIT_MODEL_ERROR, ("was saved by Keras 3.", "build the model with tf_keras")),
+                           ("Keras 3 .keras archive", "model.save('model.h5')"), ("convert", "inspect --build")),
+    "keras3-h5": Case(_keras3_h5, EXIT_MODEL_ERROR, ("was saved by Keras 3.", "build the model with tf_keras"),
+                      ("convert", "inspect --build")),
     "keras3-archive-named-h5": Case(_keras3_renamed, EXIT_MODEL_ERROR,
-                                    ("Keras 3 .keras archive", "model.save('model.h5')")),
-    # 5. custom layers
+                                    ("Keras 3 .keras archive", "model.save('model.h5')"),
+                                    ("convert", "inspect --build")),
+    # 5. custom layers (inspect reads the config without them unless it builds the model)
     "unknown-custom-layer": Case(_custom_layer, EXIT_MODEL_ERROR,
-                                 ("'Scale'", "Keras does not know", "--custom-objects FILE.py")),
+                                 ("'Scale'", "Keras does not know", "--custom-objects FILE.py"),
+                                 ("convert", "inspect --build")),
     # a frozen graph is no input for convert (its default output path would be the input itself)
     "frozen-graph-given-to-convert": Case(_frozen_graph, EXIT_MODEL_ERROR,
                                           ("is not an HDF5 file", "Pass a Keras .h5 model"), ("convert",)),
@@ -367,7 +346,8 @@ def test_bad_input(case: Case, command: str, tmp_path: Path, request) -> None:
     digest = sha256(path) if path.is_file() else None
     before = snapshot(tmp_path)
 
-    result = run_cli(command, path)
+    name, *flags = command.split()
+    result = run_cli(name, path, *flags)
 
     assert_one_error_line(result, case.code, path, *case.phrases)
     assert_nothing_changed(before, tmp_path)
@@ -546,19 +526,31 @@ def marker_model(tmp_path: Path) -> tuple[Path, Path]:
     return path, marker
 
 
-@pytest.mark.parametrize("command", ["convert", "inspect"])
+@pytest.mark.parametrize("command", ["convert", "inspect --build"])
 def test_lambda_refused_without_allow_lambda(command: str, marker_model, tmp_path: Path) -> None:
     path, marker = marker_model
     digest = sha256(path)
     before = snapshot(tmp_path)
 
-    result = run_cli(command, path)
+    name, *flags = command.split()
+    result = run_cli(name, path, *flags)
 
     assert_one_error_line(result, EXIT_MODEL_ERROR, path,
                           "Lambda layers (marker_lambda)", "If you trust this file, pass --allow-lambda")
     assert not marker.exists(), "the Lambda's bytecode ran although --allow-lambda was not given"
     assert_nothing_changed(before, tmp_path)
     assert sha256(path) == digest
+
+
+def test_inspect_lists_a_lambda_model_without_running_it(marker_model) -> None:
+    """Without --build, inspect reads the config with h5py: the bytecode is never loaded."""
+    path, marker = marker_model
+
+    result = run_cli("inspect", path, "--json")
+
+    assert result.exit_code == EXIT_OK, describe(result)
+    assert not marker.exists()
+    assert [spec["name"] for spec in json.loads(result.stdout)["outputs"]] == ["out"]
 
 
 def test_marker_lambda_does_run_with_allow_lambda(marker_model) -> None:
@@ -632,13 +624,14 @@ def test_find_lambda_layers_without_lambda(model_dir: Path) -> None:
         assert list(find_lambda_layers(model_config(model_dir / name))) == []
 
 
-@pytest.mark.parametrize("command", ["convert", "inspect"])
+@pytest.mark.parametrize("command", ["convert", "inspect --build"])
 def test_nested_lambda_refused(command: str, tmp_path: Path) -> None:
     path = build_nested_lambda(tmp_path / "nested_lambda.h5")
     digest = sha256(path)
     before = snapshot(tmp_path)
 
-    result = run_cli(command, path)
+    name, *flags = command.split()
+    result = run_cli(name, path, *flags)
 
     assert_one_error_line(result, EXIT_MODEL_ERROR, path, "Lambda layers (inner_lambda)", "--allow-lambda")
     assert_nothing_changed(before, tmp_path)

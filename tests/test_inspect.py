@@ -127,3 +127,173 @@ def test_graph_with_an_op_this_tensorflow_lacks(frozen_multi_io, tmp_path):
         ("features", "float32", (None, 6)), ("tokens", "int32", (None, 5))]
     assert [(s.name, s.dtype) for s in result.outputs] == [("score/Sigmoid", "float32"), ("classes/Softmax", "float32")]
     assert result.details["op_histogram"]["MyVendorSoftmax"] == 1
+
+
+# --------------------------------------------------------------------------- without TensorFlow
+
+@pytest.fixture(scope="module")
+def converted(model_dir, tmp_path_factory) -> dict:
+    """Every conftest model converted, binary and text."""
+    from conftest import BUILDERS
+
+    folder = tmp_path_factory.mktemp("converted")
+    results = {name: freezekeras.convert(model_dir / f"{name}.h5", freezekeras.ConvertOptions(
+        output=folder / f"{name}.pb", verify=False)) for name in BUILDERS}
+    freezekeras.convert(model_dir / "dense.h5", freezekeras.ConvertOptions(
+        output=folder / "dense.pbtxt", text=True, verify=False))
+    return results
+
+
+_NO_TF = """
+import json, sys
+{call}
+print(json.dumps([sorted(m for m in ("tensorflow", "tf_keras", "keras") if m in sys.modules), names]))
+"""
+_API = "import freezekeras; r = freezekeras.inspect(sys.argv[1]); names = [s.node or s.name for s in r.outputs]"
+_CLI = ("from freezekeras.cli import main\nimport contextlib, io\nout = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):\n"
+        "    main(['inspect', sys.argv[1], '--json'])\n"
+        "names = [s.get('node', s['name']) for s in json.loads(out.getvalue())['outputs']]")
+
+
+@pytest.mark.parametrize("how", ["api", "cli"])
+@pytest.mark.parametrize("filename", ["dense.pb", "dense.pbtxt", "dense.h5"])
+def test_inspect_imports_no_tensorflow(converted, model_dir, how, filename):
+    path = model_dir / filename if filename.endswith(".h5") else converted["dense"].output.with_name(filename)
+    code = _NO_TF.format(call=_API if how == "api" else _CLI)
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [[], ["predictions/Softmax"]]
+
+
+@pytest.mark.parametrize("name", ["dense", "multi_io", "conv_bn", "stacked_lstm", "nested"])
+def test_inspect_of_a_graph_lists_exactly_what_convert_printed(converted, name):
+    result = converted[name]
+    seen = freezekeras.inspect(result.output)
+    assert [(s.name, s.dtype, s.shape) for s in seen.inputs] == [(s.name, s.dtype, s.shape) for s in result.inputs]
+    assert [(s.name, s.dtype, s.shape) for s in seen.outputs] == [(s.name, s.dtype, s.shape) for s in result.outputs]
+
+
+@pytest.mark.parametrize("name", ["dense", "multi_io", "conv_bn", "stacked_lstm", "nested"])
+def test_h5_nodes_predicted_are_those_convert_names(converted, model_dir, name):
+    result = converted[name]
+    seen = freezekeras.inspect(model_dir / f"{name}.h5")
+    assert [(s.node, s.dtype, s.shape) for s in seen.inputs] == [(s.name, s.dtype, s.shape) for s in result.inputs]
+    assert [s.name for s in seen.outputs] == [s.layer for s in result.outputs]
+    assert [s.node for s in seen.outputs] == [s.name for s in result.outputs]  # every one predicted
+    assert [s.dtype for s in seen.outputs] == [s.dtype for s in result.outputs]
+    assert [s.shape for s in seen.outputs] == [s.shape for s in result.outputs]  # and every shape
+
+
+@pytest.mark.parametrize("name", ["dense", "nested"])
+def test_build_agrees_with_reading_the_config(model_dir, name):
+    quick = freezekeras.inspect(model_dir / f"{name}.h5")
+    built = freezekeras.inspect(model_dir / f"{name}.h5", build=True)
+    assert quick == built
+
+
+def test_node_is_none_where_the_rules_cannot_know(tmp_path):
+    import tf_keras
+
+    x = tf_keras.Input((6,), name="x")
+    hidden = tf_keras.layers.Dense(4, name="hidden")(x)
+    unit = tf_keras.layers.UnitNormalization(name="unit")(hidden)  # no rule for it
+    after = tf_keras.layers.Dense(2, name="after")(tf_keras.layers.Lambda(lambda t: t[:, :3], name="cut")(unit))
+    tf_keras.Model(x, [hidden, unit, after]).save(tmp_path / "m.h5")
+    seen = freezekeras.inspect(tmp_path / "m.h5")
+    assert [(s.name, s.node, s.dtype, s.shape) for s in seen.outputs] == [
+        ("hidden", "hidden/BiasAdd", "float32", (None, 4)),
+        ("unit", None, "unknown", (None, 4)),  # no node rule, but its shape rule is plain
+        ("after", "after/BiasAdd", "float32", None),  # after a Lambda: shape unknown, not guessed
+    ]
+
+
+def test_keras3_files_are_inspected(keras3_archive):
+    for path, kind in [(keras3_archive, "keras-archive"), (keras3_archive.with_name("m3.h5"), "keras-h5")]:
+        seen = freezekeras.inspect(path)
+        assert seen.format == kind
+        assert seen.details["keras_version"].startswith("3.")
+        assert seen.details["param_count"] == 3 * 2 + 2
+        assert seen.details["layer_count"] == 1
+        assert [(s.dtype, s.shape, s.node) for s in seen.inputs] == [("float32", (None, 3), None)]
+        assert [(s.dtype, s.node) for s in seen.outputs] == [("float32", None)]  # convert refuses Keras 3
+
+
+# --------------------------------------------------------------------------- the GraphDef classes
+
+def test_graphdef_classes_do_not_clash_with_tensorflows(converted):
+    import tensorflow as tf
+
+    from freezekeras.graphdef import GraphDef
+    from freezekeras.graphs import read_graph_def
+
+    ours = read_graph_def(converted["multi_io"].output)
+    theirs = read_graph_def(converted["multi_io"].output, message=tf.compat.v1.GraphDef())
+    assert type(ours).DESCRIPTOR.full_name == "freezekeras_tf.GraphDef"
+    assert type(theirs).DESCRIPTOR.full_name == "tensorflow.GraphDef"
+    assert ours.SerializeToString(deterministic=True) == theirs.SerializeToString(deterministic=True)
+    assert type(GraphDef()) is type(ours)
+
+
+def test_committed_descriptors_match_the_installed_tensorflow():
+    """Regenerate with tools/regenerate_graphdef.py after a TensorFlow upgrade if this fails."""
+    from importlib import resources
+    from pathlib import Path
+
+    from google.protobuf import descriptor_pb2
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    try:
+        import regenerate_graphdef
+    finally:
+        sys.path.pop(0)
+    fresh = descriptor_pb2.FileDescriptorSet()
+    for proto in regenerate_graphdef.file_protos():
+        regenerate_graphdef.privatize(proto)
+        fresh.file.append(proto)
+    committed = resources.files("freezekeras").joinpath("graphdef_descriptors.binpb").read_bytes()
+    assert fresh.SerializeToString(deterministic=True) == committed
+
+
+def test_merge_layers_name_their_last_op(tmp_path):
+    import tf_keras
+
+    a, b, c = (tf_keras.Input((3,), name=name) for name in "abc")
+    outputs = [tf_keras.layers.Add(name="sum3")([a, b, c]), tf_keras.layers.Multiply(name="product")([a, b]),
+               tf_keras.layers.Subtract(name="difference")([a, c]), tf_keras.layers.Concatenate(name="joined")([a, b])]
+    tf_keras.Model([a, b, c], outputs).save(tmp_path / "m.h5")
+    converted = freezekeras.convert(tmp_path / "m.h5", freezekeras.ConvertOptions(output=tmp_path / "m.pb"))
+    seen = freezekeras.inspect(tmp_path / "m.h5")
+    assert [s.node for s in seen.outputs] == [s.name for s in converted.outputs] == [
+        "sum3/add_1", "product/mul", "difference/sub", "joined/concat"]
+
+
+def test_shapes_derived_from_the_config_are_keras_own(tmp_path):
+    """Each shape rule of keras_shapes against the model built by tf-keras (inspect --build)."""
+    import tf_keras
+
+    layers = tf_keras.layers
+    image = tf_keras.Input((9, 10, 3), name="image")
+    series = tf_keras.Input((12, 4), name="series")
+    tokens = tf_keras.Input((5,), dtype="int32", name="tokens")
+    padded = layers.ZeroPadding2D(((1, 2), (0, 3)), name="padded")(image)
+    conv = layers.Conv2D(4, 3, strides=2, padding="valid", name="conv")(padded)
+    separable = layers.SeparableConv2D(5, 2, padding="same", dilation_rate=2, name="separable")(conv)
+    depthwise = layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same", name="depthwise")(conv)
+    squeezed = layers.GlobalAveragePooling2D(keepdims=True, name="squeezed")(depthwise)
+    scaled = layers.Multiply(name="scaled")([depthwise, squeezed])  # broadcast (1, 1, 8) over (h, w, 8)
+    up = layers.UpSampling2D((2, 3), name="up")(layers.MaxPooling2D(2, name="pool")(scaled))
+    cropped = layers.Cropping1D((1, 2), name="cropped")(layers.Conv1D(6, 3, padding="causal", name="c1d")(series))
+    permuted = layers.Permute((2, 1), name="permuted")(cropped)
+    recurrent = layers.GRU(3, return_sequences=True, name="gru")(layers.RepeatVector(4, name="repeat")(
+        layers.Flatten(name="flat")(permuted)))
+    embedded = layers.Reshape((-1, 2), name="reshaped")(layers.Embedding(7, 4, name="embed")(tokens))
+    joined = layers.Concatenate(axis=1, name="joined")([embedded, layers.Reshape((6, 2), name="r2")(
+        layers.Dense(12, name="d12")(layers.GlobalMaxPooling1D(name="gmax")(cropped)))])
+    outputs = [separable, up, recurrent, joined, layers.LSTM(2, name="lstm")(series)]
+    tf_keras.Model([image, series, tokens], outputs).save(tmp_path / "shapes.h5")
+
+    quick = freezekeras.inspect(tmp_path / "shapes.h5")
+    built = freezekeras.inspect(tmp_path / "shapes.h5", build=True)
+    assert [(s.name, s.shape) for s in quick.outputs] == [(s.name, s.shape) for s in built.outputs]
+    assert all(s.shape is not None for s in quick.outputs)

@@ -1,0 +1,135 @@
+"""Finding what should not be in a frozen serving graph: one implementation for convert and inspect.
+
+Works on any ``GraphDef`` message with TensorFlow's field names: TensorFlow's
+own ``tf.compat.v1.GraphDef`` or :func:`freezekeras.graphdef.GraphDef`. No
+TensorFlow is imported. Nodes inside the function library (``While`` and
+``If`` bodies) are checked too and named ``function/node``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+ERROR = "error"
+INFO = "info"
+
+VARIABLE_OPS = {"VarHandleOp", "VariableV2", "Variable", "ReadVariableOp", "VarIsInitializedOp",
+                "AssignVariableOp", "Assign", "AssignAdd", "AssignSub", "AssignAddVariableOp",
+                "AssignSubVariableOp"}
+RANDOM_OPS = {"RandomUniform", "RandomStandardNormal", "RandomUniformInt", "TruncatedNormal",
+              "StatelessRandomUniformV2", "StatelessRandomNormalV2", "StatelessTruncatedNormalV2",
+              "StatelessRandomUniformIntV2", "RandomShuffle", "Multinomial"}
+SWITCH_OPS = {"If", "StatelessIf", "Switch"}
+#: Ops that are never a graph's output even when nothing consumes them.
+NOT_OUTPUTS = {"Const", "NoOp", "Placeholder", "PlaceholderWithDefault", "Assert", "VarHandleOp"}
+
+#: kind -> (severity, label). The labels are those of convert's warnings.
+KINDS = {
+    "variables": (ERROR, "variable ops"),
+    "random-ops": (ERROR, "random ops (Dropout?)"),
+    "learning-phase": (ERROR, "learning-phase nodes"),
+    "training-switches": (ERROR, "training switches"),
+    "device-strings": (ERROR, "device strings"),
+    "unused-placeholders": (ERROR, "unused placeholders"),
+    "several-outputs": (INFO, "several candidate outputs"),
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One kind of problem found in a graph.
+
+    Attributes:
+        kind: One of :data:`KINDS` (``"variables"``, ``"random-ops"``, ...).
+        severity: ``"error"`` (fails ``inspect --check``) or ``"info"``.
+        nodes: The nodes concerned, ``function/node`` inside the function library.
+    """
+
+    kind: str
+    severity: str
+    nodes: tuple[str, ...]
+
+    @property
+    def line(self) -> str:
+        """One readable line: ``variable ops: 2 (a, b)``."""
+        names = ", ".join(self.nodes[:3]) + (", ..." if len(self.nodes) > 3 else "")
+        return f"{KINDS[self.kind][1]}: {len(self.nodes)} ({names})"
+
+    def to_json(self) -> dict[str, Any]:
+        """Return ``{"kind", "severity", "count", "nodes", "message"}``."""
+        return {"kind": self.kind, "severity": self.severity, "count": len(self.nodes),
+                "nodes": list(self.nodes), "message": self.line}
+
+
+def lint(graph_def: Any) -> list[Finding]:
+    """Check a frozen graph for what a serving runtime may reject.
+
+    Errors: variables, random ops (Dropout's ``RandomUniform``), Keras'
+    learning-phase nodes, ``If``/``Switch`` nodes fed by a training flag,
+    device placements, placeholders nothing consumes. Information: more than
+    one candidate output (nodes nothing consumes).
+
+    Args:
+        graph_def: A ``GraphDef``.
+
+    Returns:
+        One finding per kind found, in :data:`KINDS` order; empty for a clean graph.
+    """
+    found: dict[str, list[str]] = {}
+    for name, node in _all_nodes(graph_def):
+        for kind in _node_kinds(node):
+            found.setdefault(kind, []).append(name)
+    consumed = consumed_nodes(graph_def)
+    unused = [node.name for node in graph_def.node if node.op == "Placeholder" and node.name not in consumed]
+    if unused:
+        found["unused-placeholders"] = unused
+    outputs = output_nodes(graph_def)
+    if len(outputs) > 1:
+        found["several-outputs"] = outputs
+    return [Finding(kind, KINDS[kind][0], tuple(found[kind])) for kind in KINDS if kind in found]
+
+
+def leftover_lines(graph_def: Any) -> list[str]:
+    """The lines ``convert`` warns with: every error-level finding, one line per kind."""
+    return [finding.line for finding in lint(graph_def) if finding.severity == ERROR]
+
+
+def op_name(name: str) -> str:
+    """The node a tensor or node input names: ``op:1`` -> ``op``, ``^op`` (a control input) -> ``op``."""
+    return name.lstrip("^").split(":")[0]
+
+
+def consumed_nodes(graph_def: Any) -> set[str]:
+    """Names of the top-level nodes some other node takes as input."""
+    return {op_name(inp) for node in graph_def.node for inp in node.input}
+
+
+def output_nodes(graph_def: Any) -> list[str]:
+    """Top-level nodes nothing consumes, constants, no-ops and placeholders excepted, in node order."""
+    consumed = consumed_nodes(graph_def)
+    return [node.name for node in graph_def.node if node.name not in consumed and node.op not in NOT_OUTPUTS]
+
+
+def _all_nodes(graph_def: Any) -> Iterator[tuple[str, Any]]:
+    for node in graph_def.node:
+        yield node.name, node
+    for function in graph_def.library.function:
+        for node in function.node_def:
+            yield f"{function.signature.name}/{node.name}", node
+
+
+def _node_kinds(node: Any) -> Iterator[str]:
+    if node.op in VARIABLE_OPS or node.op.startswith("Assign"):
+        yield "variables"
+    if node.op in RANDOM_OPS:
+        yield "random-ops"
+    if "keras_learning_phase" in node.name:
+        yield "learning-phase"
+    if node.op in SWITCH_OPS and any(
+        "learning_phase" in inp or "training" in inp.lower() for inp in map(op_name, node.input)
+    ):
+        yield "training-switches"
+    if node.device:
+        yield "device-strings"
