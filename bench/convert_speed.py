@@ -15,11 +15,11 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from timing import run
 
 
 def build_models(folder: Path) -> dict[str, Path]:
@@ -44,18 +44,6 @@ def build_models(folder: Path) -> dict[str, Path]:
         paths[name] = folder / (name.replace(" ", "_") + ".h5")
         model.save(paths[name])
     return paths
-
-
-def run(command: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one child process."""
-    start = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - start
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} exited with {child.returncode}")
-    return seconds, usage.ru_maxrss / 1024  # KB on Linux
 
 
 def main() -> None:

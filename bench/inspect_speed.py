@@ -18,8 +18,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from timing import run
 
 
 def build(folder: Path) -> tuple[Path, Path]:
@@ -32,17 +33,6 @@ def build(folder: Path) -> tuple[Path, Path]:
     subprocess.run([sys.executable, "-m", "freezekeras", "convert", str(h5), "-o", str(pb)],
                    check=True, stdout=subprocess.DEVNULL)
     return h5, pb
-
-
-def run(command: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one child process."""
-    start = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(command)} exited with {os.waitstatus_to_exitcode(status)}")
-    return seconds, usage.ru_maxrss / 1024  # KB on Linux
 
 
 def main() -> None:
