@@ -94,16 +94,16 @@ def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
         warnings = _warnings(graph_def, keras, inputs)
         with timer.step("write"):
             out.write(serialize(graph_def, text=options.text, source=path))
-        verification = None
+        verification = reference = None
+        written = _read_back(out.temporary) if options.verify or recording is not None else None
         if options.verify:
             with timer.step("verify"):
-                verification = _verify(keras, out.temporary, inputs, outputs, options, path)
+                verification = _verify(keras, written, inputs, outputs, options, path)
             if not verification.passed:
                 raise _verification_error(path, verification, warnings)
-        reference = None
         if recording is not None:
             with timer.step("reference"):
-                reference = _check_reference(out.temporary, recording, inputs, outputs, options, path)
+                reference = _check_reference(written, recording, inputs, outputs, options, path)
             if not reference.passed:
                 raise _reference_error(path, recording, reference)
         out.commit()
@@ -282,10 +282,13 @@ def _layer_output_node(model: Any, name: str) -> str | None:
     return tensor.op.name
 
 
-def _verify(keras: KerasSession, written: Path, inputs, outputs, options: ConvertOptions,
-            path: Path):
+def _read_back(written: Path) -> Any:
+    """The graph as written (what verification checks), as TensorFlow's own ``GraphDef``."""
+    return read_graph_def(written, message=import_tensorflow().compat.v1.GraphDef())
+
+
+def _verify(keras: KerasSession, graph_def: Any, inputs, outputs, options: ConvertOptions, path: Path):
     tf = import_tensorflow()
-    graph_def = read_graph_def(written, message=tf.compat.v1.GraphDef())
     try:
         return verify(
             graph_def, inputs, outputs,
@@ -302,10 +305,9 @@ def _verify(keras: KerasSession, written: Path, inputs, outputs, options: Conver
         ) from exc
 
 
-def _check_reference(written: Path, recording: Recording, inputs, outputs, options: ConvertOptions,
+def _check_reference(graph_def: Any, recording: Recording, inputs, outputs, options: ConvertOptions,
                      path: Path):
     tf = import_tensorflow()
-    graph_def = read_graph_def(written, message=tf.compat.v1.GraphDef())
     try:
         return check_recording(graph_def, recording, inputs, outputs, atol=options.atol)
     except tf.errors.OpError as exc:  # e.g. inputs the shape checks could not catch
