@@ -62,10 +62,12 @@ def _reports_errors(command):
         try:
             return command(*args, **kwargs)
         except FreezeKerasError as exc:
+            _stop_if_signalled()
             if debug:
                 traceback.print_exc()
             _fail(str(exc), exc.exit_code)
         except Exception as exc:  # a bug, or a failure nothing anticipated
+            _stop_if_signalled()
             if debug:
                 traceback.print_exc()
             models = kwargs.get("models") or ()
@@ -101,14 +103,31 @@ class _Terminated(BaseException):
     """SIGINT, SIGTERM or SIGHUP arrived: unwinds the stack, so no temporary file stays behind."""
 
 
+#: The signals received during the current command, in order.
+_received: list[int] = []
+
+
 def _terminate(signum: int, _frame) -> None:
+    _received.append(signum)
     raise _Terminated(signum)
+
+
+def _stop_if_signalled() -> None:
+    """Raise :class:`_Terminated` again if a signal came and its exception was swallowed.
+
+    A signal that arrives while TensorFlow's C++ code calls back into Python
+    raises there, and pybind11 replaces the exception by a ``RuntimeError``,
+    which would otherwise pass for a failure of the model.
+    """
+    if _received:
+        raise _Terminated(_received[0])
 
 
 @contextlib.contextmanager
 def _terminate_cleanly() -> Iterator[None]:
     """Turn SIGINT, SIGTERM and SIGHUP into an exception for the duration of a command."""
     wanted = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    _received.clear()
     try:
         previous = {signum: signal.signal(signum, _terminate) for signum in wanted}
     except ValueError:  # not the main thread: leave signals alone
@@ -243,6 +262,7 @@ def _convert_batch(models: tuple[Path, ...], options, *, as_json: bool, new_fold
     converted = []
 
     def report(item) -> None:
+        _stop_if_signalled()
         if debug and item.exception is not None:
             traceback.print_exception(item.exception)
         for warning in item.result.warnings if item.result is not None else ():

@@ -140,3 +140,50 @@ def test_a_stopped_conversion_leaves_nothing(model_dir, tmp_path, signum):
     assert list(out.iterdir()) == []
     name = signal.Signals(signum).name
     assert stderr.splitlines() == [f"freezekeras: stopped by {name}; nothing was written"]
+
+
+#: A custom layer that receives SIGINT while being built, and lets the exception be replaced by a
+#: RuntimeError: what pybind11 does when the signal arrives inside TensorFlow's C++ code.
+SWALLOWED_SIGNAL = '''
+import os
+import signal
+
+import tf_keras
+
+
+class Interrupted(tf_keras.layers.Layer):
+    def build(self, input_shape):
+        try:
+            if os.environ.get("INTERRUPT_BUILD"):  # in the freezekeras process only
+                os.kill(os.getpid(), signal.SIGINT)
+            signal.sigtimedwait([], 5)  # no-op wait so the handler runs here, if it has not yet
+        except BaseException as exc:
+            raise RuntimeError(f"pybind11::error_already_set: REPLACED BY {type(exc).__name__}") from None
+        super().build(input_shape)
+'''
+
+
+@needs_script
+@pytest.mark.parametrize("batch", [False, True], ids=["single", "batch"])
+def test_a_signal_swallowed_inside_keras_still_stops(tmp_path, batch):
+    import tf_keras
+
+    namespace: dict = {}
+    exec(compile(SWALLOWED_SIGNAL, "interrupted.py", "exec"), namespace)
+    (tmp_path / "interrupted.py").write_text(SWALLOWED_SIGNAL)
+    model = tmp_path / "m.h5"
+    tf_keras.Sequential([tf_keras.Input((3,)), namespace["Interrupted"](name="stop_here")]).save(model)
+    models = [str(model)]
+    if batch:
+        models.append(str(model.with_name("again.h5")))
+        model.with_name("again.h5").write_bytes(model.read_bytes())
+    out = tmp_path / "out"
+
+    done = subprocess.run(
+        [str(FREEZEKERAS), "convert", *models, "--custom-objects", str(tmp_path / "interrupted.py"),
+         "-o", f"{out}/" if batch else str(tmp_path / "m.pb")],
+        capture_output=True, text=True, timeout=300, env={**_user_env(), "INTERRUPT_BUILD": "1"})
+
+    assert (done.returncode, done.stdout) == (128 + signal.SIGINT, "")
+    assert done.stderr.splitlines()[-1].startswith("freezekeras: stopped by SIGINT; ")
+    assert not (tmp_path / "m.pb").exists() and not (out.exists() and list(out.iterdir()))
