@@ -20,6 +20,8 @@ from freezekeras.results import BatchItem, ConvertOptions
 #: A folder given as input stands for its files with these suffixes (case-insensitive).
 MODEL_SUFFIXES = (".h5", ".hdf5")
 
+#: The error for an empty list of models.
+NO_MODEL = "no model given. Pass one or more .h5 files, folders or quoted glob patterns."
 #: Called after each model with its outcome, before the next model starts.
 ResultCallback = Callable[[BatchItem], None]
 
@@ -45,7 +47,7 @@ def expand_models(paths: Sequence[str | os.PathLike]) -> list[Path]:
         UsageError: ``paths`` is empty, or a folder or pattern names no model file.
     """
     if not paths:
-        raise UsageError("no model given. Pass one or more .h5 files, folders or quoted glob patterns.")
+        raise UsageError(NO_MODEL)
     models: list[Path] = []
     for given in paths:
         if is_pattern(given):
@@ -121,7 +123,7 @@ def convert_many(models: Sequence[str | os.PathLike], options: ConvertOptions | 
 
 def _check_batch(paths: list[Path], options: ConvertOptions, *, create_output: bool) -> None:
     if not paths:
-        raise UsageError("no model given. Pass one or more .h5 files, folders or quoted glob patterns.")
+        raise UsageError(NO_MODEL)
     one_model = (("--output-node", options.output_nodes), ("--architecture", options.architecture),
                  ("--reference", options.reference))
     for option, value in one_model:

@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -36,6 +35,7 @@ from freezekeras.errors import (
     WeightsOnlyError,
     error_summary,
 )
+from freezekeras.h5file import text_attribute
 from freezekeras.results import ConvertOptions
 
 #: A reference case counts as reproducing the recorded predictions within this difference.
@@ -165,14 +165,14 @@ def read_versions(case: Case) -> tuple[str | None, str | None]:
 
         with h5py.File(case.model, "r") as handle:
             for key in found:
-                found[key] = _text(handle.attrs.get(key))
+                found[key] = text_attribute(handle.attrs.get(key))
     except Exception:  # not HDF5, damaged: the conversion will say why
         pass
     if case.architecture is not None:
         try:
             config = json.loads(case.architecture.read_text(encoding="utf-8"))
             for key in found:
-                found[key] = found[key] or _text(config.get(key))
+                found[key] = found[key] or text_attribute(config.get(key))
         except (OSError, ValueError, AttributeError):
             pass
     return found["keras_version"], found["backend"]
@@ -324,14 +324,6 @@ def _cell(text: str) -> str:
 def _number(value: float) -> str:
     """Two significant digits, exponents without padding: ``1.9e-6``, ``0.012``, ``0``."""
     return "NaN" if math.isnan(value) else f"{value:.2g}".replace("e-0", "e-").replace("e+0", "e+")
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return str(value)
 
 
 @click.command(name="python -m freezekeras.report")
