@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import os
 import signal
 import sys
@@ -49,8 +50,12 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
         ctx.exit()
 
 
-def _fail(message: str, code: int) -> None:
+def _error(message: str) -> None:
     click.echo(f"freezekeras: error: {message}", err=True)
+
+
+def _fail(message: str, code: int) -> None:
+    _error(message)
     sys.exit(code)
 
 
@@ -112,15 +117,18 @@ def _terminate(signum: int, _frame) -> None:
     raise _Terminated(signum)
 
 
-def _stop_if_signalled() -> None:
+def _stop_if_signalled(converted: int = 0) -> None:
     """Raise :class:`_Terminated` again if a signal came and its exception was swallowed.
 
     A signal that arrives while TensorFlow's C++ code calls back into Python
     raises there, and pybind11 replaces the exception by a ``RuntimeError``,
-    which would otherwise pass for a failure of the model.
+    which would otherwise pass for a failure of the model; one that arrives in a
+    ``__del__`` is ignored altogether. ``converted`` counts the models written before.
     """
     if _received:
-        raise _Terminated(_received[0])
+        stop = _Terminated(_received[0])
+        stop.converted = converted
+        raise stop
 
 
 @contextlib.contextmanager
@@ -139,15 +147,43 @@ def _terminate_cleanly() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
+@contextlib.contextmanager
+def _quiet_unraisable(show: bool) -> Iterator[None]:
+    """Keep Python's "Exception ignored in ..." reports off stderr, unless ``show`` (``--debug``).
+
+    A signal that lands inside a constructor, TensorFlow's ``Session.__init__`` for one, leaves a
+    half-built object whose ``__del__`` fails when the unwinding frees it, after the one-line message.
+    After a signal, reference cycles are collected here too, rather than at interpreter exit.
+    """
+    previous = sys.unraisablehook
+    if not show:
+        sys.unraisablehook = lambda _unraisable: None
+    try:
+        yield
+    finally:
+        if _received:
+            gc.collect()
+        sys.unraisablehook = previous
+
+
 class _Group(click.Group):
     """A group whose usage errors are one ``freezekeras: error:`` line, exit code 2."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        debug = "--debug" in (sys.argv[1:] if args is None else args)
+        with _quiet_unraisable(debug):
+            code = self._exit_code(args, prog_name, complete_var, **extra)
+        sys.exit(code)  # out here, so that nothing the command left behind outlives the quiet hook
+
+    def _exit_code(self, args, prog_name, complete_var, **extra) -> int | str | None:
+        """Run the command; report any error on stderr and return the exit code."""
         try:
             with _terminate_cleanly():
                 code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except SystemExit as exc:  # a command's own error line, from _fail
+            return exc.code
         except _Terminated as stop:
             name = signal.Signals(stop.args[0]).name
             kept = getattr(stop, "converted", 0)  # a batch stopped after converting some models
@@ -155,20 +191,21 @@ class _Group(click.Group):
             written = (f"the {kept} model{plural[0]} converted before {plural[1]} kept, nothing else was written"
                        if kept else "nothing was written")
             click.echo(f"freezekeras: stopped by {name}; {written}", err=True)
-            sys.exit(128 + stop.args[0])
+            return 128 + stop.args[0]
         except _NO_ARGS_IS_HELP as exc:  # bare "freezekeras": the help text, as Click shows it
             exc.show()
-            sys.exit(exc.exit_code)
+            return exc.exit_code
         except click.UsageError as exc:
             where = f" Run '{exc.ctx.command_path} --help' for usage." if exc.ctx else ""
-            _fail(f"{exc.format_message()}{where}", EXIT_USAGE_ERROR)
+            _error(f"{exc.format_message()}{where}")
+            return EXIT_USAGE_ERROR
         except click.ClickException as exc:
             exc.show()
-            sys.exit(exc.exit_code)
+            return exc.exit_code
         except click.Abort:  # Click's own answer to an interrupted prompt
             click.echo("freezekeras: aborted; nothing was written", err=True)
-            sys.exit(130)
-        sys.exit(code if isinstance(code, int) else EXIT_OK)
+            return 130
+        return code if isinstance(code, int) else EXIT_OK
 
 
 @click.group(name="freezekeras", cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -239,17 +276,16 @@ def _convert_single(model: Path, options, *, as_json: bool, new_folder: bool) ->
     from freezekeras.rendering import conversion_text, to_json
 
     if new_folder:  # "-o out/": the folder is created once the checks pass
-        step = _progress_printer(model)
-        item = convert_many([model], options, create_output=True,
-                            on_step=None if step is None else (lambda _path, name, seconds: step(name, seconds)))[0]
+        item = convert_many([model], options, create_output=True, on_step=_step_callback(None))[0]
         if item.exception is not None:
             raise item.exception
         result = item.result
     else:
-        result = run_convert(model, options, on_step=_progress_printer(model))
+        result = run_convert(model, options, on_step=_step_callback(model))
     for warning in result.warnings:
         click.echo(f"freezekeras: warning: {result.output}: {warning}", err=True)
     click.echo(to_json(result) if as_json else conversion_text(result))
+    _stop_if_signalled(converted=1)  # swallowed after the last step: the graph is written
     return EXIT_OK
 
 
@@ -262,7 +298,8 @@ def _convert_batch(models: tuple[Path, ...], options, *, as_json: bool, new_fold
     converted = []
 
     def report(item) -> None:
-        _stop_if_signalled()
+        if not item.ok:
+            _stop_if_signalled(len(converted))  # the failure may be the signal's, swallowed and replaced
         if debug and item.exception is not None:
             traceback.print_exception(item.exception)
         for warning in item.result.warnings if item.result is not None else ():
@@ -270,12 +307,13 @@ def _convert_batch(models: tuple[Path, ...], options, *, as_json: bool, new_fold
         click.echo(f"freezekeras: {batch_status(item)}", err=True)
         if item.ok:
             converted.append(item.model)
+        _stop_if_signalled(len(converted))  # swallowed after the model's last step: it is written
 
     try:
         items = convert_many(expand_models(models), options, create_output=new_folder, on_result=report,
-                             on_step=_progress_printer(None))
+                             on_step=_step_callback(None))
     except _Terminated as stop:
-        stop.converted = len(converted)
+        stop.converted = max(getattr(stop, "converted", 0), len(converted))
         raise
     data = batch_json(items) if as_json else batch_text(items)
     if data:
@@ -316,18 +354,22 @@ def inspect(path: Path, check: bool, build: bool, architecture: Path | None, cus
                                "or remove these nodes.")
 
 
-def _progress_printer(model: Path | None):
-    """Report step timings on stderr when it is a terminal; otherwise stay silent.
+def _step_callback(model: Path | None):
+    """A step callback: it stops the command if a signal came, and reports step timings on stderr
+    when that is a terminal.
 
-    With ``model`` ``None`` the reporter takes the model as its first argument (a batch).
+    Called after each step and before the graph is committed, it keeps a signal
+    that TensorFlow swallowed from letting the conversion finish. With ``model``
+    ``None`` the callback takes the model as its first argument (a batch).
     """
-    if not sys.stderr.isatty():
-        return None
+    progress = sys.stderr.isatty()
 
-    def report(step: str, seconds: float) -> None:
-        click.echo(f"freezekeras: {model}: {step} done in {seconds:.1f} s", err=True)
+    def report(step: str, seconds: float, path: Path | None = model) -> None:
+        _stop_if_signalled()
+        if progress:
+            click.echo(f"freezekeras: {path}: {step} done in {seconds:.1f} s", err=True)
 
     def report_batch(path: Path, step: str, seconds: float) -> None:
-        click.echo(f"freezekeras: {path}: {step} done in {seconds:.1f} s", err=True)
+        report(step, seconds, path)
 
     return report if model is not None else report_batch
