@@ -33,6 +33,7 @@ from freezekeras.h5file import (
 from freezekeras.keras_config import config_inspection, read_archive, weight_count
 from freezekeras.keras_shapes import model_output_shapes
 from freezekeras.layers import all_layers
+from freezekeras.layout import channels_first_nodes, relayout_note, to_channels_last
 from freezekeras.loading import KerasSession, keras_session
 from freezekeras.output import AtomicFile, output_path
 from freezekeras.reference import Recording, check_recording, read_recording
@@ -90,8 +91,8 @@ def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
             ))
         outputs = _select_outputs(keras, options.output_nodes, path)
         with timer.step("freeze"):
-            graph_def, inputs = _freeze(keras, outputs, path)
-        warnings = _warnings(graph_def, keras, inputs)
+            graph_def, inputs, relaid = _freeze(keras, outputs, path, keep_nchw=options.keep_nchw)
+        warnings = _warnings(graph_def, keras, inputs, relaid, kept=options.keep_nchw)
         with timer.step("write"):
             out.write(serialize(graph_def, text=options.text, source=path))
         verification = reference = None
@@ -121,21 +122,28 @@ def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
     )
 
 
-def _freeze(keras: KerasSession, outputs: tuple[TensorSpec, ...], path: Path) -> tuple[Any, tuple[TensorSpec, ...]]:
-    """The frozen graph, inputs and outputs in the Keras order, and the inputs it still has."""
+def _freeze(keras: KerasSession, outputs: tuple[TensorSpec, ...], path: Path, *,
+            keep_nchw: bool) -> tuple[Any, tuple[TensorSpec, ...], list[str]]:
+    """The frozen graph, inputs and outputs in the Keras order; the inputs it still has; and its
+    channels-first nodes (rewritten to NHWC, so that it runs on CPUs, unless ``keep_nchw``)."""
     graph_def = freeze_graph(keras.session, keras.graph, [spec.name for spec in outputs], source=path)
+    relaid = channels_first_nodes(graph_def, functions=False)
+    if relaid and not keep_nchw:
+        graph_def = to_channels_last(graph_def, [spec.name for spec in outputs])
     kept = {node.name for node in graph_def.node}
     inputs = tuple(spec for spec in keras.inputs() if spec.name in kept)
     order_nodes(graph_def, first=[spec.name for spec in inputs], last=[spec.name for spec in outputs])
     record_output_shapes(graph_def, keras.graph, [spec.name for spec in outputs])
-    return graph_def, inputs
+    return graph_def, inputs, relaid
 
 
-def _warnings(graph_def: Any, keras: KerasSession, inputs: tuple[TensorSpec, ...]) -> tuple[str, ...]:
+def _warnings(graph_def: Any, keras: KerasSession, inputs: tuple[TensorSpec, ...],
+              relaid: list[str], *, kept: bool) -> tuple[str, ...]:
     """What a user should know about the frozen graph before serving it."""
     unused = [spec.name for spec in keras.inputs() if spec not in inputs]
     return (
         *keras.notes,
+        *([relayout_note(relaid, kept=kept)] if relaid else []),
         *find_leftovers(graph_def),
         *(f"input {name} is not used by the outputs, so the frozen graph has no such node" for name in unused),
         *(f"stateful layer {name} is frozen with its state at zero: every run starts afresh"

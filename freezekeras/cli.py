@@ -241,13 +241,16 @@ def main() -> None:
 @click.option("--backend", type=click.Choice(["tensorflow", "theano"]),
               help="The Keras backend that trained the model, for files that do not record it "
                    "(Keras 1). theano: flip convolution kernels.")
+@click.option("--keep-nchw", is_flag=True,
+              help="Keep channels_first convolutions in NCHW (for OpenCV's dnn module and GPUs) instead of "
+                   "rewriting them to NHWC, which TensorFlow's CPU kernels need.")
 @model_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (see README): one object, a list for a batch.")
 @verbose_option
 @_reports_errors
 def convert(models: tuple[Path, ...], output: str | None, output_nodes: tuple[str, ...], text: bool,
             verify: bool, atol: float | None, seed: int, reference: Path | None, backend: str | None,
-            architecture: Path | None, custom_objects: Path | None, allow_lambda: bool, as_json: bool,
+            keep_nchw: bool, architecture: Path | None, custom_objects: Path | None, allow_lambda: bool, as_json: bool,
             verbose: bool) -> int:
     """Freeze Keras models (.h5) into TensorFlow graphs and print their node names.
 
@@ -262,7 +265,7 @@ def convert(models: tuple[Path, ...], output: str | None, output_nodes: tuple[st
     options = ConvertOptions(output=None if output is None else Path(output), output_nodes=output_nodes,
                              text=text, verify=verify, atol=atol, seed=seed, architecture=architecture,
                              custom_objects=custom_objects, allow_lambda=allow_lambda, verbose=verbose,
-                             reference=reference, backend=backend)
+                             reference=reference, backend=backend, keep_nchw=keep_nchw)
     new_folder = output is not None and output.endswith(("/", os.sep)) and not Path(output).is_dir()
     if len(models) == 1 and not models[0].is_dir() and not is_pattern(models[0]):
         return _convert_single(models[0], options, as_json=as_json, new_folder=new_folder)

@@ -19,6 +19,7 @@ from freezekeras.h5file import (
     replace_lambda_functions,
 )
 from freezekeras.keras1 import is_keras1
+from freezekeras.layout import session_config
 from freezekeras.legacy_weights import load_legacy_weights, needs_legacy_loading
 from freezekeras.results import TensorSpec
 from freezekeras.tfimport import import_tf_keras, import_tensorflow, quiet
@@ -98,7 +99,7 @@ def keras_session(info: KerasFileInfo, *, custom_objects: Path | None = None,
         refuse_lambda_layers(info)
     graph = tf.Graph()
     with _keras_classes_restored(tf_keras), graph.as_default(), quiet(verbose):
-        session = tf.compat.v1.Session(graph=graph)
+        session = tf.compat.v1.Session(graph=graph, config=session_config())  # NCHW runs on CPUs too
         try:
             with session.as_default():
                 tf_keras.backend.set_learning_phase(0)

@@ -74,6 +74,10 @@ class ConvertOptions:
         backend: The Keras backend that trained the model (``"theano"`` or
             ``"tensorflow"``), for files that do not record it (Keras 1);
             ``"theano"`` flips convolution kernels.
+        keep_nchw: Leave ``channels_first`` (NCHW) convolutions and poolings
+            as they are, for OpenCV's dnn module and GPU runtimes. By default
+            they are rewritten to NHWC between transposes, which TensorFlow's
+            CPU kernels need (see :mod:`freezekeras.layout`).
     """
 
     output: Path | None = None
@@ -88,6 +92,7 @@ class ConvertOptions:
     verbose: bool = False
     reference: Path | None = None
     backend: str | None = None
+    keep_nchw: bool = False
 
     def __post_init__(self) -> None:
         """Check the values; a single node name is taken as a one-name tuple.

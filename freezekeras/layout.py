@@ -1,0 +1,105 @@
+"""Making a ``channels_first`` (NCHW) graph run on CPUs, with Grappler's layout optimizer.
+
+Models built with ``channels_first`` layers (Theano's usual layout, Keras 1's
+``dim_ordering: "th"``) give ``Conv2D``, ``MaxPool``, ``FusedBatchNormV3``
+... nodes with ``data_format: NCHW``. TensorFlow's CPU kernels run only
+NHWC, so such a graph fails on every CPU runtime. Grappler's generic layout
+optimizer, with ``cpu_layout_conversion = NCHW_TO_NHWC``, rewrites those
+nodes to NHWC and puts transposes where the layout changes: the graph's
+inputs and outputs keep the model's own channels-first shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from freezekeras.graphs import op_name
+from freezekeras.tfimport import import_tensorflow
+
+#: The ``data_format`` values of channels-first nodes (2-D and 3-D).
+CHANNELS_FIRST = (b"NCHW", b"NCDHW")
+
+#: The device the layout optimizer must see on a node to convert it for CPUs.
+_CPU = "/device:CPU:0"
+
+
+def channels_first_nodes(graph_def: Any, *, functions: bool = True) -> list[str]:
+    """Names of the nodes that compute in a channels-first layout (with ``functions``, in function bodies too)."""
+    nodes = _all_nodes(graph_def) if functions else graph_def.node
+    return [node.name for node in nodes if _data_format(node) in CHANNELS_FIRST]
+
+
+def to_channels_last(graph_def: Any, output_names: Sequence[str]) -> Any:
+    """Return ``graph_def`` with its channels-first nodes computing in NHWC.
+
+    Grappler's layout optimizer runs alone (no other rewrite), on a copy whose
+    nodes are placed on the CPU, as it converts only CPU nodes; the placement
+    is cleared again. Node names are kept; the added transposes are named
+    ``...-TransposeNCHWToNHWC-LayoutOptimizer`` and ``...-TransposeNHWCToNCHW-LayoutOptimizer``.
+
+    Args:
+        graph_def: A frozen ``GraphDef`` (not changed).
+        output_names: The graph's outputs (``op`` or ``op:N``); they keep their layout.
+
+    Returns:
+        The converted ``GraphDef``, with the function library and versions of the input.
+    """
+    tf = import_tensorflow()
+    from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
+    from tensorflow.python.grappler import tf_optimizer
+
+    placed = tf.compat.v1.GraphDef()
+    placed.CopyFrom(graph_def)
+    for node in placed.node:
+        node.device = _CPU
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.graph_util.import_graph_def(placed, name="")
+    meta_graph = tf.compat.v1.train.export_meta_graph(graph=graph)
+    meta_graph.collection_def["train_op"].node_list.value.extend(op_name(name) for name in output_names)
+
+    config = config_pb2.ConfigProto()
+    rewrite = config.graph_options.rewrite_options
+    rewrite.optimizers.append("layout")  # only this optimizer
+    rewrite.cpu_layout_conversion = rewriter_config_pb2.RewriterConfig.NCHW_TO_NHWC
+    rewrite.meta_optimizer_iterations = rewriter_config_pb2.RewriterConfig.ONE
+    converted = tf_optimizer.OptimizeGraph(config, meta_graph)
+    for node in converted.node:
+        node.device = ""
+    converted.library.CopyFrom(graph_def.library)
+    converted.versions.CopyFrom(graph_def.versions)
+    return converted
+
+
+def relayout_note(nodes: Sequence[str], *, kept: bool = False) -> str:
+    """The warning that says which nodes :func:`to_channels_last` rewrote (or, ``kept``, left NCHW)."""
+    shown = ", ".join(nodes[:3]) + (", ..." if len(nodes) > 3 else "")
+    subject = f"{len(nodes)} channels_first (NCHW) node{'s' if len(nodes) > 1 else ''} ({shown})"
+    if kept:
+        return (f"{subject} kept as NCHW (--keep-nchw): OpenCV's dnn module and GPUs run them, "
+                "TensorFlow's CPU kernels do not")
+    return (f"{subject} compute{'' if len(nodes) > 1 else 's'} in NHWC between transposes, as TensorFlow's "
+            "CPU kernels need; the inputs and outputs keep the model's channels-first shapes "
+            "(--keep-nchw for OpenCV's dnn module)")
+
+
+def session_config() -> Any:
+    """A ``ConfigProto`` for a session that runs channels-first Keras graphs on the CPU."""
+    tf = import_tensorflow()
+    from tensorflow.core.protobuf import rewriter_config_pb2
+
+    config = tf.compat.v1.ConfigProto()
+    config.graph_options.rewrite_options.cpu_layout_conversion = rewriter_config_pb2.RewriterConfig.NCHW_TO_NHWC
+    return config
+
+
+def _data_format(node: Any) -> bytes | None:
+    # not node.attr["data_format"]: reading a missing key of a protobuf map adds it
+    return node.attr["data_format"].s if "data_format" in node.attr else None
+
+
+def _all_nodes(graph_def: Any) -> Iterator[Any]:
+    yield from graph_def.node
+    for function in graph_def.library.function:
+        yield from function.node_def
