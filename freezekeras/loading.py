@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import re
 from dataclasses import dataclass
@@ -23,6 +24,14 @@ from freezekeras.layout import session_config
 from freezekeras.legacy_weights import load_legacy_weights, needs_legacy_loading
 from freezekeras.results import TensorSpec
 from freezekeras.tfimport import import_tf_keras, import_tensorflow, quiet
+
+#: Layers of tf-keras' own applications that Keras cannot load by name (a ConvNeXt saved as .h5
+#: fails with "Unknown layer: 'LayerScale'", tensorflow/tensorflow#59767): name -> (module, a
+#: config key that tells tf-keras' layer from another of the same name).
+APPLICATION_LAYERS = {
+    "LayerScale": ("tf_keras.src.applications.convnext", "projection_dim"),
+    "StochasticDepth": ("tf_keras.src.applications.convnext", "drop_path_rate"),
+}
 
 _UNKNOWN_OBJECT = re.compile(
     r"Unknown (layer|activation|activation function|loss|metric|initializer|regularizer|"
@@ -134,7 +143,9 @@ def _keras_classes_restored(tf_keras) -> Iterator[None]:
 
 def _load_model(tf_keras, info: KerasFileInfo, objects: dict[str, Any],
                 objects_file: Path | None) -> tuple[Any, tuple[str, ...]]:
-    unknown_layers = sorted(set(_unknown_layer_classes(info.model_config, objects, _builtin_layers(tf_keras))))
+    unknown = set(_unknown_layer_classes(info.model_config, objects, _builtin_layers(tf_keras)))
+    supplied = _application_layers(info.model_config, unknown)
+    unknown_layers = sorted(unknown - set(supplied))
     if unknown_layers:
         # Checked first: Keras names only the first, and model_from_json fails on them with
         # "'str' object is not callable".
@@ -143,23 +154,38 @@ def _load_model(tf_keras, info: KerasFileInfo, objects: dict[str, Any],
             f"{info.path}: the model uses layer{'s' if len(unknown_layers) > 1 else ''} {names}, "
             f"which Keras does not know. {_custom_objects_hint(objects, objects_file)}"
         )
+    notes = (f"{' and '.join(sorted(supplied))}: layers of tf-keras' own applications, which Keras does not "
+             "load by name; freezekeras took their definitions from tf-keras",) if supplied else ()
+    objects = {**objects, **supplied}
     try:
         legacy = needs_legacy_loading(info.keras_version, info.backend)
         if info.architecture is None and not info.config_rewritten and not legacy:
-            return tf_keras.models.load_model(str(info.path), custom_objects=objects, compile=False), ()
+            return tf_keras.models.load_model(str(info.path), custom_objects=objects, compile=False), notes
         model = tf_keras.models.model_from_json(json.dumps(info.model_config), custom_objects=objects)
         if not legacy:
             model.load_weights(str(info.path))
-            return model, ()
+            return model, notes
         flipped = load_legacy_weights(model, info.path, keras_version=info.keras_version, backend=info.backend)
-        if not flipped:
-            return model, ()
-        return model, (f"kernels of {', '.join(flipped)} were flipped: the model was trained with Theano, "
-                       "which stores them mirrored (Keras 2 did the same when loading)",)
+        if flipped:
+            notes += (f"kernels of {', '.join(flipped)} were flipped: the model was trained with Theano, "
+                      "which stores them mirrored (Keras 2 did the same when loading)",)
+        return model, notes
     except FreezeKerasError:
         raise
     except Exception as exc:  # Keras raises many types for a model it cannot build
         raise _load_error(exc, info, objects, objects_file) from exc
+
+
+def _application_layers(config: Any, unknown: set[str]) -> dict[str, Any]:
+    """tf-keras' own classes for the :data:`APPLICATION_LAYERS` among ``unknown`` whose configs are theirs."""
+    found = {}
+    for name in unknown & set(APPLICATION_LAYERS):
+        module, key = APPLICATION_LAYERS[name]
+        configs = [layer.get("config") or {} for layer in _layer_entries(config) if layer.get("class_name") == name]
+        if configs and all(key in layer_config for layer_config in configs):
+            with contextlib.suppress(ImportError, AttributeError):  # another tf-keras may have moved them
+                found[name] = getattr(importlib.import_module(module), name)
+    return found
 
 
 def _load_error(exc: Exception, info: KerasFileInfo, objects: dict[str, Any],
@@ -212,13 +238,22 @@ def _builtin_layers(tf_keras) -> Callable[[str], Any]:
 
 def _unknown_layer_classes(config: Any, objects: dict[str, Any], builtin: Callable[[str], Any]) -> Iterator[str]:
     """Yield the layer class names in a model config that neither Keras nor ``objects`` define."""
-    layers = config.get("config") if isinstance(config, dict) else None
-    layers = layers.get("layers") if isinstance(layers, dict) else layers
-    for layer in layers if isinstance(layers, list) else ():
-        name = layer.get("class_name") if isinstance(layer, dict) else None
+    for layer in _layer_entries(config):
+        name = layer.get("class_name")
         if isinstance(name, str) and name not in objects and builtin(name) is None:
             yield name
-        yield from _unknown_layer_classes(layer, objects, builtin)
+
+
+def _layer_entries(config: Any) -> Iterator[dict[str, Any]]:
+    """Every layer entry of a model config: nested models' and wrapped (TimeDistributed, ...) ones too."""
+    inner = config.get("config") if isinstance(config, dict) else None
+    layers = inner.get("layers") if isinstance(inner, dict) else inner
+    if isinstance(inner, dict) and isinstance(inner.get("layer"), dict):
+        layers = [inner["layer"]]
+    for layer in layers if isinstance(layers, list) else ():
+        if isinstance(layer, dict):
+            yield layer
+            yield from _layer_entries(layer)
 
 
 def _is_marshal_error(exc: BaseException) -> bool:

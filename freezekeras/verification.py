@@ -7,7 +7,7 @@ from typing import Any
 
 from freezekeras.errors import ConversionError
 from freezekeras.graphs import run_session
-from freezekeras.layout import session_config
+from freezekeras.layout import frozen_session_config
 from freezekeras.results import TensorSpec, Verification, severity
 from freezekeras.tfimport import import_tensorflow
 
@@ -70,7 +70,7 @@ def run_graph_def(graph_def: Any, feeds: dict[str, Any], fetches: Sequence[str])
     graph = tf.Graph()
     with graph.as_default():
         tf.import_graph_def(graph_def, name="")
-    with tf.compat.v1.Session(graph=graph, config=session_config()) as session:  # NCHW too (--keep-nchw)
+    with tf.compat.v1.Session(graph=graph, config=frozen_session_config(graph_def)) as session:
         return run_session(session, fetches, feeds)
 
 

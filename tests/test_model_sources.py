@@ -94,6 +94,61 @@ def test_custom_objects_missing_a_class_names_both(custom_module, tmp_path):
     assert not (tmp_path / "custom.pb").exists()
 
 
+def _layer_scale_model(path):
+    """The blocks of tf-keras' ConvNeXt: LayerScale and StochasticDepth, which Keras does not load by name."""
+    import tf_keras
+    from tf_keras.src.applications.convnext import LayerScale, StochasticDepth
+
+    tf_keras.utils.set_random_seed(17)
+    x = tf_keras.Input((4, 4, 3), name="image")
+    y = tf_keras.layers.Conv2D(6, 1, name="conv")(x)
+    y = LayerScale(0.3, 6, name="scale")(y)
+    y = StochasticDepth(0.25, name="drop_path")(y)
+    model = tf_keras.Model(x, tf_keras.layers.GlobalAveragePooling2D(name="pool")(y))
+    model.get_layer("scale").set_weights([np.linspace(-1, 2, 6).astype("float32")])
+    model.save(path)
+    return model
+
+
+def test_tf_keras_application_layers_are_supplied(tmp_path):
+    model = _layer_scale_model(tmp_path / "convnext_block.h5")
+    with pytest.raises(ValueError, match="Unknown layer: 'LayerScale'"):  # what Keras itself does with it
+        import tf_keras
+        tf_keras.models.load_model(tmp_path / "convnext_block.h5")
+
+    result = CliRunner().invoke(main, ["convert", str(tmp_path / "convnext_block.h5"), "--json"])
+
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["warnings"] == [
+        "LayerScale and StochasticDepth: layers of tf-keras' own applications, which Keras does not load by name; "
+        "freezekeras took their definitions from tf-keras"]
+    assert data["verification"]["passed"]
+    x = np.random.default_rng(3).normal(size=(2, 4, 4, 3)).astype("float32")
+    got, = run_frozen(tmp_path / "convnext_block.pb", {"image": x}, [data["outputs"][0]["name"]])
+    np.testing.assert_allclose(got, model.predict(x, verbose=0), atol=1e-5, rtol=0)
+
+
+def test_a_users_own_layer_of_the_same_name_is_not_replaced(tmp_path):
+    """A LayerScale from another code base (its config has no projection_dim) still needs --custom-objects."""
+    import h5py
+
+    _layer_scale_model(tmp_path / "other.h5")
+    with h5py.File(tmp_path / "other.h5", "r+") as handle:
+        config = json.loads(handle.attrs["model_config"])
+        scale, = [layer for layer in config["config"]["layers"] if layer["class_name"] == "LayerScale"]
+        scale["config"]["init_value"] = scale["config"].pop("init_values")
+        del scale["config"]["projection_dim"]
+        handle.attrs["model_config"] = json.dumps(config)
+
+    result = CliRunner().invoke(main, ["convert", str(tmp_path / "other.h5")])
+
+    assert result.exit_code == EXIT_MODEL_ERROR
+    assert result.stderr.startswith(f"freezekeras: error: {tmp_path / 'other.h5'}: the model uses layer "
+                                    "'LayerScale', which Keras does not know. ")
+    assert not (tmp_path / "other.pb").exists()
+
+
 @pytest.mark.parametrize(("content", "code", "phrase"), [
     ("raise RuntimeError('boom')\n", EXIT_MODEL_ERROR, "running the --custom-objects file failed (RuntimeError: boom)"),
     ("CUSTOM_OBJECTS = ['Scale']\n", EXIT_USAGE_ERROR, "CUSTOM_OBJECTS must be a dict"),
