@@ -46,7 +46,7 @@ def to_channels_last(graph_def: Any, output_names: Sequence[str]) -> Any:
         The converted ``GraphDef``, with the function library and versions of the input.
     """
     tf = import_tensorflow()
-    from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
+    from tensorflow.core.protobuf import rewriter_config_pb2
     from tensorflow.python.grappler import tf_optimizer
 
     placed = tf.compat.v1.GraphDef()
@@ -59,11 +59,8 @@ def to_channels_last(graph_def: Any, output_names: Sequence[str]) -> Any:
     meta_graph = tf.compat.v1.train.export_meta_graph(graph=graph)
     meta_graph.collection_def["train_op"].node_list.value.extend(op_name(name) for name in output_names)
 
-    config = config_pb2.ConfigProto()
-    rewrite = config.graph_options.rewrite_options
-    rewrite.optimizers.append("layout")  # only this optimizer
-    rewrite.cpu_layout_conversion = rewriter_config_pb2.RewriterConfig.NCHW_TO_NHWC
-    rewrite.meta_optimizer_iterations = rewriter_config_pb2.RewriterConfig.ONE
+    config = session_config(only_layout=True)
+    config.graph_options.rewrite_options.meta_optimizer_iterations = rewriter_config_pb2.RewriterConfig.ONE
     converted = tf_optimizer.OptimizeGraph(config, meta_graph)
     for node in converted.node:
         node.device = ""
