@@ -11,14 +11,11 @@ inputs and outputs keep the model's own channels-first shapes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from freezekeras.graphs import op_name
+from freezekeras.lint import CHANNELS_FIRST, all_nodes, data_format, op_name
 from freezekeras.tfimport import import_tensorflow
-
-#: The ``data_format`` values of channels-first nodes (2-D and 3-D).
-CHANNELS_FIRST = (b"NCHW", b"NCDHW")
 
 #: The device the layout optimizer must see on a node to convert it for CPUs.
 _CPU = "/device:CPU:0"
@@ -26,8 +23,8 @@ _CPU = "/device:CPU:0"
 
 def channels_first_nodes(graph_def: Any, *, functions: bool = True) -> list[str]:
     """Names of the nodes that compute in a channels-first layout (with ``functions``, in function bodies too)."""
-    nodes = _all_nodes(graph_def) if functions else graph_def.node
-    return [node.name for node in nodes if _data_format(node) in CHANNELS_FIRST]
+    nodes = all_nodes(graph_def) if functions else ((node.name, node) for node in graph_def.node)
+    return [name for name, node in nodes if data_format(node) in CHANNELS_FIRST]
 
 
 def to_channels_last(graph_def: Any, output_names: Sequence[str]) -> Any:
@@ -112,14 +109,3 @@ def frozen_session_config(graph_def: Any) -> Any:
     config = import_tensorflow().compat.v1.ConfigProto()
     config.graph_options.rewrite_options.disable_meta_optimizer = True
     return config
-
-
-def _data_format(node: Any) -> bytes | None:
-    # not node.attr["data_format"]: reading a missing key of a protobuf map adds it
-    return node.attr["data_format"].s if "data_format" in node.attr else None
-
-
-def _all_nodes(graph_def: Any) -> Iterator[Any]:
-    yield from graph_def.node
-    for function in graph_def.library.function:
-        yield from function.node_def

@@ -22,6 +22,8 @@ RANDOM_OPS = {"RandomUniform", "RandomStandardNormal", "RandomUniformInt", "Trun
               "StatelessRandomUniformV2", "StatelessRandomNormalV2", "StatelessTruncatedNormalV2",
               "StatelessRandomUniformIntV2", "RandomShuffle", "Multinomial"}
 SWITCH_OPS = {"If", "StatelessIf", "Switch"}
+#: The ``data_format`` values of channels-first nodes (2-D and 3-D).
+CHANNELS_FIRST = (b"NCHW", b"NCDHW")
 #: Ops that are never a graph's output even when nothing consumes them.
 NOT_OUTPUTS = {"Const", "NoOp", "Placeholder", "PlaceholderWithDefault", "Assert", "VarHandleOp"}
 
@@ -34,6 +36,7 @@ KINDS = {
     "device-strings": (ERROR, "device strings"),
     "unused-placeholders": (ERROR, "unused placeholders"),
     "several-outputs": (INFO, "several candidate outputs"),
+    "channels-first": (INFO, "channels_first (NCHW) nodes TensorFlow's CPU kernels cannot run"),
 }
 
 
@@ -69,7 +72,8 @@ def lint(graph_def: Any) -> list[Finding]:
     Errors: variables, random ops (Dropout's ``RandomUniform``), Keras'
     learning-phase nodes, ``If``/``Switch`` nodes fed by a training flag,
     device placements, placeholders nothing consumes. Information: more than
-    one candidate output (nodes nothing consumes).
+    one candidate output (nodes nothing consumes); NCHW convolutions and
+    poolings, which run on GPUs and in OpenCV but not on TensorFlow's CPU kernels.
 
     Args:
         graph_def: A ``GraphDef``.
@@ -78,7 +82,7 @@ def lint(graph_def: Any) -> list[Finding]:
         One finding per kind found, in :data:`KINDS` order; empty for a clean graph.
     """
     found: dict[str, list[str]] = {}
-    for name, node in _all_nodes(graph_def):
+    for name, node in all_nodes(graph_def):
         for kind in _node_kinds(node):
             found.setdefault(kind, []).append(name)
     consumed = consumed_nodes(graph_def)
@@ -112,7 +116,8 @@ def output_nodes(graph_def: Any) -> list[str]:
     return [node.name for node in graph_def.node if node.name not in consumed and node.op not in NOT_OUTPUTS]
 
 
-def _all_nodes(graph_def: Any) -> Iterator[tuple[str, Any]]:
+def all_nodes(graph_def: Any) -> Iterator[tuple[str, Any]]:
+    """Every node with its name: top-level ones, then function bodies' as ``function/node``."""
     for node in graph_def.node:
         yield node.name, node
     for function in graph_def.library.function:
@@ -133,3 +138,11 @@ def _node_kinds(node: Any) -> Iterator[str]:
         yield "training-switches"
     if node.device:
         yield "device-strings"
+    if data_format(node) in CHANNELS_FIRST and node.op != "BiasAdd":  # CPUs run an NCHW BiasAdd
+        yield "channels-first"
+
+
+def data_format(node: Any) -> bytes | None:
+    """A node's ``data_format`` attribute (``b"NHWC"``, ``b"NCHW"``, ...), ``None`` if it has none."""
+    # not node.attr["data_format"] alone: reading a missing key of a protobuf map adds it
+    return node.attr["data_format"].s if "data_format" in node.attr else None

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from freezekeras.cli import main
 from freezekeras.graphs import read_graph_def
 from freezekeras.layout import channels_first_nodes
+from freezekeras.lint import lint
 from conftest import run_frozen
 
 tf_keras = pytest.importorskip("tf_keras")
@@ -94,6 +95,7 @@ def test_a_channels_first_model_runs_on_cpus_and_matches_its_channels_last_twin(
     assert not [node.name for node in graph_def.node  # a BiasAdd that is an output may stay: CPUs run it
                 if node.op != "BiasAdd" and node.name in channels_first_nodes(graph_def)]
     assert any(node.op == "Transpose" for node in graph_def.node)
+    assert "channels-first" not in {finding.kind for finding in lint(graph_def)}
     warning, = [w for w in data["warnings"] if "channels_first" in w]
     assert warning.endswith("compute in NHWC between transposes, as TensorFlow's CPU kernels need; the inputs "
                             "and outputs keep the model's channels-first shapes (--keep-nchw for OpenCV's dnn module)")
@@ -180,6 +182,8 @@ def test_keep_nchw_leaves_the_layout_for_opencv(tmp_path):
     graph_def = read_graph_def(tmp_path / "kept.pb")
     assert len(channels_first_nodes(graph_def)) == 4
     assert not any(node.op == "Transpose" for node in graph_def.node)
+    assert [(f.kind, f.nodes) for f in lint(graph_def)] == [
+        ("channels-first", ("conv/Conv2D", "bn/FusedBatchNormV3", "pool/MaxPool"))]
     net = cv2.dnn.readNetFromTensorflow(str(tmp_path / "kept.pb"))
     x = np.random.default_rng(5).normal(size=(1, 3, 8, 8)).astype("float32")
     net.setInput(x)

@@ -125,6 +125,22 @@ def test_check_with_json_still_prints_the_json(model_dir, tmp_path):
     assert result.stderr.startswith(f"freezekeras: error: {path}: the check found 3 kinds of problem: ")
 
 
+def test_channels_first_nodes_are_information(tmp_path):
+    """NCHW convolutions run on GPUs and in OpenCV, not on TensorFlow's CPU kernels: said, not failed."""
+    def build():
+        x = v1.placeholder(tf.float32, (None, 3, 8, 8), name="x")
+        conv = tf.nn.conv2d(x, tf.ones((3, 3, 3, 4)), strides=1, padding="VALID", data_format="NCHW", name="conv")
+        tf.nn.bias_add(conv, tf.ones((4,)), data_format="NCHW", name="y")  # CPUs run an NCHW BiasAdd
+
+    path = tmp_path / "nchw.pb"
+    path.write_bytes(_graph(build).SerializeToString())
+    result = CliRunner().invoke(main, ["inspect", str(path), "--check", "--json"])
+    assert result.exit_code == EXIT_OK and result.stderr == ""
+    assert json.loads(result.stdout)["lint"] == [{
+        "kind": "channels-first", "severity": "info", "count": 1, "nodes": ["conv"],
+        "message": "channels_first (NCHW) nodes TensorFlow's CPU kernels cannot run: 1 (conv)"}]
+
+
 @pytest.fixture(scope="module")
 def converted(model_dir, tmp_path_factory) -> dict[str, freezekeras.ConversionResult]:
     folder = tmp_path_factory.mktemp("checked")
