@@ -95,6 +95,8 @@ def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
         warnings = _warnings(graph_def, keras, inputs, relaid, kept=options.keep_nchw)
         with timer.step("write"):
             out.write(serialize(graph_def, text=options.text, source=path))
+        node_count = len(graph_def.node)
+        del graph_def  # verification reads the written file; a large model's constants need not be held twice
         verification = reference = None
         written = _read_back(out.temporary) if options.verify or recording is not None else None
         if options.verify:
@@ -113,7 +115,7 @@ def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
         output=target,
         inputs=inputs,
         outputs=outputs,
-        node_count=len(graph_def.node),
+        node_count=node_count,
         size_bytes=target.stat().st_size,
         verification=verification,
         warnings=warnings,
