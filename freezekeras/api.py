@@ -22,7 +22,14 @@ from freezekeras.errors import (
     VerificationError,
     error_summary,
 )
-from freezekeras.freezing import find_leftovers, freeze_graph, order_nodes, record_output_shapes, serialize
+from freezekeras.freezing import (
+    find_leftovers,
+    freeze_graph,
+    order_nodes,
+    record_output_shapes,
+    serialize,
+    stable_function_names,
+)
 from freezekeras.graphs import graph_details, graph_inputs_outputs, read_graph_def, tensor_spec
 from freezekeras.h5file import (
     RESAVE_HINT,
@@ -132,6 +139,7 @@ def _freeze(keras: KerasSession, outputs: tuple[TensorSpec, ...], path: Path, *,
     relaid = channels_first_nodes(graph_def, functions=False)
     if relaid and not keep_nchw:
         graph_def = to_channels_last(graph_def, [spec.name for spec in outputs])
+    stable_function_names(graph_def)
     kept = {node.name for node in graph_def.node}
     inputs = tuple(spec for spec in keras.inputs() if spec.name in kept)
     order_nodes(graph_def, first=[spec.name for spec in inputs], last=[spec.name for spec in outputs])

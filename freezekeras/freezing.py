@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,81 @@ def record_output_shapes(graph_def: Any, graph: Any, names: Sequence[str]) -> No
             del shapes[:]
             for tensor in graph.get_operation_by_name(node.name).outputs:
                 shapes.add().CopyFrom(tensor.shape.as_proto())
+
+
+def stable_function_names(graph_def: Any) -> None:
+    """Rename the function library's functions in place, so that the names do not depend on the process.
+
+    TensorFlow ends each function's name with a process-wide counter
+    (``lstm_while_body_frozen_1921``): a model converted after another in one
+    process (a batch) got other names, and other bytes, than converted alone.
+    Each function becomes ``<name without the counter>_<n>``, ``n`` counting
+    from 1 in the counters' order, the library is sorted by the new names, and
+    every reference (``While``/``If``/call attributes, gradients) follows.
+    """
+    library = graph_def.library
+    if not library.function:
+        return
+    old = sorted((function.signature.name for function in library.function), key=_counter_order)
+    mapping = {name: f"{_COUNTER.sub('', name)}_{index}" for index, name in enumerate(old, 1)}
+    functions = [type(function)() for function in library.function]
+    for copy, function in zip(functions, library.function):
+        copy.CopyFrom(function)
+    functions.sort(key=lambda function: mapping[function.signature.name])
+    for function in functions:
+        function.signature.name = mapping[function.signature.name]
+        _rename_calls(function.node_def, mapping)
+        _stable_argument_names(function)
+    _rename_calls(graph_def.node, mapping)
+    for gradient in library.gradient:
+        gradient.function_name = mapping.get(gradient.function_name, gradient.function_name)
+        gradient.gradient_func = mapping.get(gradient.gradient_func, gradient.gradient_func)
+    del library.function[:]
+    library.function.extend(functions)
+
+
+_COUNTER = re.compile(r"_\d+$")
+
+
+#: A counter inside an argument's name: ``gru_while_cond_1946___redundant_placeholder0``.
+_ARGUMENT_COUNTER = re.compile(r"_\d+(?=___)")
+
+
+def _stable_argument_names(function: Any) -> None:
+    """Drop the counter from argument names that carry one, and from the references to them."""
+    renamed = {arg.name: _ARGUMENT_COUNTER.sub("", arg.name) for arg in function.signature.input_arg}
+    renamed = {old: new for old, new in renamed.items() if old != new}
+    if not renamed or len(set(renamed.values())) < len(renamed):
+        return
+    for arg in function.signature.input_arg:
+        arg.name = renamed.get(arg.name, arg.name)
+    for node in function.node_def:
+        for index, name in enumerate(node.input):
+            control, tensor = ("^", name[1:]) if name.startswith("^") else ("", name)
+            head, sep, tail = tensor.partition(":")
+            if head in renamed:
+                node.input[index] = f"{control}{renamed[head]}{sep}{tail}"
+
+
+def _counter_order(name: str) -> tuple[int, str]:
+    counter = _COUNTER.search(name)
+    return (int(counter.group()[1:]) if counter else -1, name)
+
+
+def _rename_calls(nodes: Any, mapping: dict[str, str]) -> None:
+    for node in nodes:
+        for value in node.attr.values():
+            _rename_attr(value, mapping)
+
+
+def _rename_attr(value: Any, mapping: dict[str, str]) -> None:
+    """Rename the functions an ``AttrValue`` names (``func``, ``list.func``, and their own attributes)."""
+    kind = value.WhichOneof("value")
+    functions = [value.func] if kind == "func" else list(value.list.func) if kind == "list" else []
+    for function in functions:
+        function.name = mapping.get(function.name, function.name)
+        for inner in function.attr.values():
+            _rename_attr(inner, mapping)
 
 
 def find_leftovers(graph_def: Any) -> list[str]:

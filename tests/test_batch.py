@@ -528,3 +528,17 @@ def test_completion_offers_the_commands_and_convert_options() -> None:
 
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["plain,--allow-lambda"]
+
+
+def test_a_model_in_a_batch_is_written_as_it_is_alone(model_dir: Path, tmp_path: Path) -> None:
+    """TensorFlow's function names carry a process-wide counter; the written ones do not, so a
+    recurrent model converted after another one writes the same bytes as converted on its own."""
+    models = [copy(model_dir / "stacked_lstm.h5", tmp_path / "in" / name) for name in ("a.h5", "b.h5")]
+
+    batch = CliRunner().invoke(main, ["convert", *map(str, models), "-o", f"{tmp_path / 'batch'}/"])
+    alone = CliRunner().invoke(main, ["convert", str(models[1]), "-o", str(tmp_path / "alone.pb")])
+
+    assert (batch.exit_code, alone.exit_code) == (EXIT_OK, EXIT_OK), batch.stderr + alone.stderr
+    assert (tmp_path / "batch" / "b.pb").read_bytes() == (tmp_path / "alone.pb").read_bytes()
+    functions = [f.signature.name for f in read_graph_def(tmp_path / "alone.pb").library.function]
+    assert functions and all(re.fullmatch(r"\w+_frozen_\d+", name) for name in functions), functions
