@@ -23,7 +23,8 @@ def import_tensorflow(*, verbose: bool = False) -> ModuleType:
     import, ``TF_USE_LEGACY_KERAS=1`` is set so that ``tf.keras`` is tf-keras,
     and unless ``verbose`` TensorFlow's log is quieted: ``TF_CPP_MIN_LOG_LEVEL=3``
     (unless the caller set it), the lines its native libraries print while
-    loading are dropped, and its Python logger shows errors only.
+    loading are dropped, and its Python logger shows errors only. Whatever
+    the import prints goes to stderr, never to stdout, which carries data.
 
     Args:
         verbose: Leave TensorFlow's logging as it is.
@@ -36,8 +37,8 @@ def import_tensorflow(*, verbose: bool = False) -> ModuleType:
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     if not verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    with _native_stderr_silenced(not verbose):
-        import tensorflow as tf
+    with _native_stderr_silenced(not verbose), contextlib.redirect_stdout(sys.stderr):
+        import tensorflow as tf  # it may print (a failed "import ssl"): never onto our stdout
     if not verbose:
         tf.get_logger().setLevel(logging.ERROR)
         logging.getLogger("absl").setLevel(logging.ERROR)
@@ -47,7 +48,7 @@ def import_tensorflow(*, verbose: bool = False) -> ModuleType:
 def import_tf_keras(*, verbose: bool = False) -> ModuleType:
     """Import and return ``tf_keras`` (after :func:`import_tensorflow`)."""
     import_tensorflow(verbose=verbose)
-    with _native_stderr_silenced(not verbose and "tf_keras" not in sys.modules):
+    with _native_stderr_silenced(not verbose and "tf_keras" not in sys.modules), contextlib.redirect_stdout(sys.stderr):
         import tf_keras
 
     return tf_keras

@@ -257,3 +257,28 @@ def test_converting_twice_writes_the_same_bytes(model_dir, tmp_path, name):
     first = freezekeras.convert(model_dir / f"{name}.h5", freezekeras.ConvertOptions(output=tmp_path / "a.pb"))
     second = freezekeras.convert(model_dir / f"{name}.h5", freezekeras.ConvertOptions(output=tmp_path / "b.pb"))
     assert first.output.read_bytes() == second.output.read_bytes()
+
+
+@pytest.mark.parametrize("verbose", [False, True], ids=["quiet", "verbose"])
+def test_what_tensorflows_import_prints_stays_off_stdout(tmp_path, verbose):
+    """TensorFlow's import prints a traceback on stdout when its ``import ssl`` fails (a signal during
+    that import made it fail once); stdout carries data only. A stand-in ``tensorflow`` package that
+    prints as it does, first on the path of a fresh interpreter."""
+    import os
+    import subprocess
+    import sys
+
+    package = tmp_path / "stand_in" / "tensorflow"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(
+        "import logging\n"
+        "print('Warning: Failed to load ssl module. Continuing without ssl support.')\n"
+        "def get_logger():\n"
+        "    return logging.getLogger('tensorflow')\n")
+    code = f"from freezekeras.tfimport import import_tensorflow; import_tensorflow(verbose={verbose})"
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "stand_in")}
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+
+    assert (done.returncode, done.stdout) == (0, ""), done.stderr
+    assert ("Failed to load ssl module" in done.stderr) == verbose  # quiet: dropped with the native noise
