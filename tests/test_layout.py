@@ -21,6 +21,7 @@ from freezekeras.graphs import read_graph_def
 from freezekeras.layout import channels_first_nodes
 from freezekeras.lint import lint
 from conftest import run_frozen
+from test_legacy_files import write_keras1
 
 tf_keras = pytest.importorskip("tf_keras")
 layers = tf_keras.layers
@@ -110,7 +111,6 @@ def test_a_keras1_theano_cnn_in_th_ordering(tmp_path):
         layers.Permute((3, 1, 2)), layers.Flatten(), layers.Dense(2, activation="softmax"),
     ])
     _randomize(twin, seed=6)
-    kernel, bias, dense_kernel, dense_bias = twin.get_weights()
     config = {"class_name": "Sequential", "config": [
         {"class_name": "Convolution2D", "config": {
             "name": "convolution2d_1", "trainable": True, "batch_input_shape": [None, 2, 6, 6],
@@ -128,20 +128,18 @@ def test_a_keras1_theano_cnn_in_th_ordering(tmp_path):
             "activity_regularizer": None, "W_constraint": None, "b_constraint": None, "bias": True,
             "input_dim": 12}},
     ]}
-    weights = {"convolution2d_1": {"convolution2d_1_W": kernel.transpose(3, 2, 0, 1)[:, :, ::-1, ::-1],
-                                   "convolution2d_1_b": bias},
-               "maxpooling2d_1": {}, "flatten_1": {},
-               "dense_1": {"dense_1_W": dense_kernel, "dense_1_b": dense_bias}}
-    with h5py.File(tmp_path / "th.h5", "w") as handle:
-        handle.attrs["keras_version"] = b"1.2.2"
-        handle.attrs["model_config"] = json.dumps(config).encode()
-        group = handle.create_group("model_weights")
-        group.attrs["layer_names"] = [name.encode() for name in weights]
-        for layer, arrays in weights.items():
-            layer_group = group.create_group(layer)
-            layer_group.attrs["weight_names"] = [name.encode() for name in arrays]
-            for name, value in arrays.items():
-                layer_group.create_dataset(name, data=np.ascontiguousarray(value))
+    saved = tf_keras.Sequential([  # the model as Keras 1 held it, built but never run here
+        tf_keras.Input((2, 6, 6)), layers.Conv2D(3, 3, activation="relu", name="convolution2d_1", **FIRST),
+        layers.MaxPooling2D(name="maxpooling2d_1", **FIRST), layers.Flatten(name="flatten_1"),
+        layers.Dense(2, activation="softmax", name="dense_1"),
+    ])
+    saved.set_weights(twin.get_weights())
+    write_keras1(tmp_path / "th.h5", saved, config)
+    with h5py.File(tmp_path / "th.h5", "r+") as handle:  # th layout, mirrored as Theano stores it
+        layer = handle["model_weights/convolution2d_1"]
+        kernel = layer["convolution2d_1_W"][()]
+        del layer["convolution2d_1_W"]
+        layer.create_dataset("convolution2d_1_W", data=np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)[:, :, ::-1, ::-1]))
 
     result = CliRunner().invoke(main, ["convert", str(tmp_path / "th.h5"), "--backend", "theano",
                                        "-o", str(tmp_path / "th.pb"), "--json"])
