@@ -22,7 +22,17 @@ from freezekeras.errors import (
     VerificationError,
     error_summary,
 )
-from freezekeras.freezing import (
+from freezekeras.graphdef.reading import graph_details, graph_inputs_outputs, read_graph_def
+from freezekeras.kerasfile.config import config_inspection, read_archive, weight_count
+from freezekeras.kerasfile.h5file import (
+    RESAVE_HINT,
+    read_keras_file,
+)
+from freezekeras.kerasfile.shapes import model_output_shapes
+from freezekeras.output import AtomicFile, output_path
+from freezekeras.paths import KERAS_SUFFIXES, check_input_path, file_signature
+from freezekeras.results import ConversionResult, ConvertOptions, InspectResult, TensorSpec
+from freezekeras.tf.freezing import (
     find_leftovers,
     freeze_graph,
     order_nodes,
@@ -30,29 +40,16 @@ from freezekeras.freezing import (
     serialize,
     stable_function_names,
 )
-from freezekeras.graphs import graph_details, graph_inputs_outputs, read_graph_def, tensor_spec
-from freezekeras.h5file import (
-    RESAVE_HINT,
-    check_input_path,
-    file_signature,
-    read_keras_file,
-)
-from freezekeras.keras_config import config_inspection, read_archive, weight_count
-from freezekeras.keras_shapes import model_output_shapes
-from freezekeras.layers import all_layers
-from freezekeras.layout import channels_first_nodes, relayout_note, to_channels_last
-from freezekeras.loading import KerasSession, keras_session
-from freezekeras.output import AtomicFile, output_path
-from freezekeras.reference import Recording, check_recording, read_recording
-from freezekeras.results import ConversionResult, ConvertOptions, InspectResult, TensorSpec
-from freezekeras.tfimport import import_tensorflow
-from freezekeras.verification import BATCH_SIZE, FREE_DIM_SIZE, verify
+from freezekeras.tf.imports import import_tensorflow
+from freezekeras.tf.layers import all_layers
+from freezekeras.tf.layout import channels_first_nodes, relayout_note, to_channels_last
+from freezekeras.tf.loading import KerasSession, keras_session
+from freezekeras.tf.reference import Recording, check_recording, read_recording
+from freezekeras.tf.tensors import tensor_spec
+from freezekeras.tf.verification import BATCH_SIZE, FREE_DIM_SIZE, verify
 
 #: Called after each step of a conversion with the step's name and its duration in seconds.
 StepCallback = Callable[[str, float], None]
-
-KERAS_SUFFIXES = {".h5", ".hdf5", ".keras"}
-
 
 def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
             on_step: StepCallback | None = None) -> ConversionResult:
@@ -170,8 +167,8 @@ def inspect(path: str | os.PathLike, *, architecture: str | os.PathLike | None =
     graph is read with protobuf alone, a Keras model's config and weight
     sizes with h5py. For a Keras model the names are the Keras layer names,
     and each carries the graph ``node`` that :func:`convert` will name where
-    the rules of :mod:`freezekeras.keras_config` know it (``None`` otherwise);
-    output shapes come from :mod:`freezekeras.keras_shapes` (``None`` where it
+    the rules of :mod:`freezekeras.kerasfile.config` know it (``None`` otherwise);
+    output shapes come from :mod:`freezekeras.kerasfile.shapes` (``None`` where it
     cannot derive them) unless the model is built. For a graph,
     inputs are the placeholders and outputs the nodes nothing consumes, and
     ``details["lint"]`` holds what a serving runtime may reject.

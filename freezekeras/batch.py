@@ -14,11 +14,10 @@ from pathlib import Path
 
 from freezekeras.api import convert
 from freezekeras.errors import EXIT_MODEL_ERROR, FreezeKerasError, OutputError, UsageError, error_summary
-from freezekeras.h5file import check_input_path
+from freezekeras.paths import H5_SUFFIXES, check_input_path
 from freezekeras.results import BatchItem, ConvertOptions
 
 #: A folder given as input stands for its files with these suffixes (case-insensitive).
-MODEL_SUFFIXES = (".h5", ".hdf5")
 
 #: The error for an empty list of models.
 NO_MODEL = "no model given. Pass one or more .h5 files, folders or quoted glob patterns."
@@ -69,7 +68,7 @@ def _matches(pattern: str) -> list[Path]:
 
 def _folder_models(folder: Path) -> list[Path]:
     found = sorted(entry for entry in folder.iterdir()
-                   if entry.suffix.lower() in MODEL_SUFFIXES and not entry.name.startswith(".") and entry.is_file())
+                   if entry.suffix.lower() in H5_SUFFIXES and not entry.name.startswith(".") and entry.is_file())
     if not found:
         if (folder / "saved_model.pb").exists():
             check_input_path(folder)  # raises the SavedModel error

@@ -153,7 +153,7 @@ class VerificationError(FreezeKerasError):
 
     exit_code = EXIT_VERIFICATION_FAILED
 
-    def __init__(self, message: str, verification: "Verification | None" = None):
+    def __init__(self, message: str, verification: Verification | None = None):
         """Keep ``verification``, the comparison that failed, for the caller."""
         super().__init__(message)
         self.verification = verification

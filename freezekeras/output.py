@@ -55,7 +55,7 @@ class AtomicFile:
         self.target = target
         self.temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
 
-    def __enter__(self) -> "AtomicFile":
+    def __enter__(self) -> AtomicFile:
         folder = self.target.parent
         if not folder.is_dir():
             problem = "is not a folder" if folder.exists() else "does not exist"

@@ -77,7 +77,7 @@ class ConvertOptions:
         keep_nchw: Leave ``channels_first`` (NCHW) convolutions and poolings
             as they are, for OpenCV's dnn module and GPU runtimes. By default
             they are rewritten to NHWC between transposes, which TensorFlow's
-            CPU kernels need (see :mod:`freezekeras.layout`).
+            CPU kernels need (see :mod:`freezekeras.tf.layout`).
     """
 
     output: Path | None = None

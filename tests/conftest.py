@@ -204,8 +204,8 @@ def naive_freeze(path: Path):
     import tensorflow as tf
     import tf_keras
 
-    from freezekeras.freezing import freeze_graph
-    from freezekeras.loading import _keras_classes_restored  # keep later tests' eager models intact
+    from freezekeras.tf.freezing import freeze_graph
+    from freezekeras.tf.loading import _keras_classes_restored  # keep later tests' eager models intact
 
     graph = tf.Graph()
     with _keras_classes_restored(tf_keras), graph.as_default(), tf.compat.v1.Session(graph=graph) as session, \

@@ -22,9 +22,10 @@ import pytest
 import tensorflow as tf  # conftest has set TF_USE_LEGACY_KERAS=1; the noise Lambda uses `tf`
 import tf_keras
 from click.testing import CliRunner
+from conftest import CUSTOM_CODE, custom_namespace, keras_predict, own_inputs, run_frozen
 
 import freezekeras
-from freezekeras.cli import main
+from freezekeras.cli.commands import main
 from freezekeras.errors import (
     EXIT_MODEL_ERROR,
     EXIT_OK,
@@ -33,9 +34,7 @@ from freezekeras.errors import (
     SEVERITY,
     most_serious,
 )
-from freezekeras.graphs import read_graph_def
-
-from conftest import CUSTOM_CODE, custom_namespace, keras_predict, own_inputs, run_frozen
+from freezekeras.graphdef.reading import read_graph_def
 
 FREEZEKERAS = Path(sys.executable).parent / "freezekeras"
 STATUS = re.compile(r"^freezekeras: (?P<model>\S+): converted -> (?P<output>\S+) "

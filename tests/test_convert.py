@@ -7,13 +7,12 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import BUILDERS, keras_predict, naive_freeze, own_inputs, run_frozen
 
 import freezekeras
-from freezekeras.cli import main
-from freezekeras.freezing import find_leftovers
-from freezekeras.graphs import read_graph_def
-
-from conftest import BUILDERS, keras_predict, naive_freeze, own_inputs, run_frozen
+from freezekeras.cli.commands import main
+from freezekeras.graphdef.reading import read_graph_def
+from freezekeras.tf.freezing import find_leftovers
 
 FORBIDDEN_OPS = {"VarHandleOp", "VariableV2", "ReadVariableOp", "RandomUniform", "If", "StatelessIf", "Switch"}
 
@@ -92,8 +91,8 @@ def test_output_node_freezes_an_inner_node(model_dir, tmp_path):
 def test_text_output_is_parseable_pbtxt(model_dir, tmp_path):
     result = freezekeras.convert(model_dir / "dense.h5", freezekeras.ConvertOptions(
         output=tmp_path / "m.pbtxt", text=True))
-    from google.protobuf import text_format
     import tensorflow as tf
+    from google.protobuf import text_format
 
     graph_def = text_format.Parse(result.output.read_text(), tf.compat.v1.GraphDef())
     assert len(graph_def.node) == result.node_count
@@ -275,7 +274,7 @@ def test_what_tensorflows_import_prints_stays_off_stdout(tmp_path, verbose):
         "print('Warning: Failed to load ssl module. Continuing without ssl support.')\n"
         "def get_logger():\n"
         "    return logging.getLogger('tensorflow')\n")
-    code = f"from freezekeras.tfimport import import_tensorflow; import_tensorflow(verbose={verbose})"
+    code = f"from freezekeras.tf.imports import import_tensorflow; import_tensorflow(verbose={verbose})"
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "stand_in")}
 
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)

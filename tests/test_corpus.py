@@ -13,12 +13,11 @@ import json
 import h5py
 import numpy as np
 import pytest
+from conftest import CORPUS, keras_predict, own_inputs, run_frozen
 
 import freezekeras
-from freezekeras.freezing import find_leftovers
-from freezekeras.graphs import read_graph_def
-
-from conftest import CORPUS, keras_predict, own_inputs, run_frozen
+from freezekeras.graphdef.reading import read_graph_def
+from freezekeras.tf.freezing import find_leftovers
 
 if not (CORPUS / "MANIFEST.md").is_file():
     pytest.skip(f"the shared corpus of real .h5 files is absent ({CORPUS})", allow_module_level=True)
@@ -266,7 +265,7 @@ def test_unloadable_lambda_replaced_through_custom_objects(tmp_path):
 def test_unsupported_files_are_refused_with_a_reason(tmp_path, case):
     from click.testing import CliRunner
 
-    from freezekeras.cli import main
+    from freezekeras.cli.commands import main
 
     flags, phrase = REFUSED[case]
     model = CORPUS / case.split(" ")[0]

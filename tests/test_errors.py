@@ -23,8 +23,9 @@ import pytest
 import tensorflow as tf  # conftest has set TF_USE_LEGACY_KERAS=1; the lambdas below use `tf`
 import tf_keras
 from click.testing import CliRunner
+from conftest import custom_namespace, run_frozen
 
-from freezekeras.cli import main
+from freezekeras.cli.commands import main
 from freezekeras.errors import (
     EXIT_MODEL_ERROR,
     EXIT_OK,
@@ -32,10 +33,8 @@ from freezekeras.errors import (
     EXIT_VERIFICATION_FAILED,
     GraphTooLargeError,
 )
-from freezekeras.freezing import serialize
-from freezekeras.h5file import find_lambda_layers
-
-from conftest import custom_namespace, run_frozen
+from freezekeras.kerasfile.h5file import find_lambda_layers
+from freezekeras.tf.freezing import serialize
 
 PREFIX = "freezekeras: error: "
 WARNING = "freezekeras: warning: "
@@ -676,8 +675,9 @@ def test_a_difference_over_atol_fails(tmp_path: Path) -> None:
     """Keras' session lets Grappler fold the chain ``(x @ W + b) * 0.37 * 1.7`` into one multiplication,
     which rounds differently from the frozen graph's own two: a difference in the last bits,
     that ``--atol 0`` rejects."""
-    import freezekeras
     import tf_keras
+
+    import freezekeras
 
     tf_keras.utils.set_random_seed(3)
     tf_keras.Sequential([tf_keras.Input((64,)), tf_keras.layers.Dense(32, name="dense"),

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import keras_predict, run_frozen
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

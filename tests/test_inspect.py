@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 import freezekeras
-from freezekeras.cli import main
+from freezekeras.cli.commands import main
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def test_outputs_of_one_multi_output_op_are_all_listed(tmp_path):
 
 def test_graph_with_an_op_this_tensorflow_lacks(frozen_multi_io, tmp_path):
     """Inputs and outputs are still listed, from the nodes' attributes."""
-    from freezekeras.graphs import read_graph_def
+    from freezekeras.graphdef.reading import read_graph_def
 
     graph_def = read_graph_def(frozen_multi_io.output)
     for node in graph_def.node:
@@ -150,7 +150,7 @@ import json, sys
 print(json.dumps([sorted(m for m in ("tensorflow", "tf_keras", "keras") if m in sys.modules), names]))
 """
 _API = "import freezekeras; r = freezekeras.inspect(sys.argv[1]); names = [s.node or s.name for s in r.outputs]"
-_CLI = ("from freezekeras.cli import main\nimport contextlib, io\nout = io.StringIO()\n"
+_CLI = ("from freezekeras.cli.commands import main\nimport contextlib, io\nout = io.StringIO()\n"
         "with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):\n"
         "    main(['inspect', sys.argv[1], '--json'])\n"
         "names = [s.get('node', s['name']) for s in json.loads(out.getvalue())['outputs']]")
@@ -224,8 +224,8 @@ def test_keras3_files_are_inspected(keras3_archive):
 def test_graphdef_classes_do_not_clash_with_tensorflows(converted):
     import tensorflow as tf
 
-    from freezekeras.graphdef import GraphDef
-    from freezekeras.graphs import read_graph_def
+    from freezekeras.graphdef.messages import GraphDef
+    from freezekeras.graphdef.reading import read_graph_def
 
     ours = read_graph_def(converted["multi_io"].output)
     theirs = read_graph_def(converted["multi_io"].output, message=tf.compat.v1.GraphDef())
@@ -251,7 +251,7 @@ def test_committed_descriptors_match_the_installed_tensorflow():
     for proto in regenerate_graphdef.file_protos():
         regenerate_graphdef.privatize(proto)
         fresh.file.append(proto)
-    committed = resources.files("freezekeras").joinpath("graphdef_descriptors.binpb").read_bytes()
+    committed = resources.files("freezekeras.graphdef").joinpath("descriptors.binpb").read_bytes()
     assert fresh.SerializeToString(deterministic=True) == committed
 
 

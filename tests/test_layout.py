@@ -15,13 +15,13 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
-from freezekeras.cli import main
-from freezekeras.graphs import read_graph_def
-from freezekeras.layout import channels_first_nodes
-from freezekeras.lint import lint
 from conftest import run_frozen
 from test_legacy_files import write_keras1
+
+from freezekeras.cli.commands import main
+from freezekeras.graphdef.lint import lint
+from freezekeras.graphdef.reading import read_graph_def
+from freezekeras.tf.layout import channels_first_nodes
 
 tf_keras = pytest.importorskip("tf_keras")
 layers = tf_keras.layers

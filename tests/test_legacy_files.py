@@ -15,11 +15,11 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import run_frozen
 
 from freezekeras import ConvertOptions, convert
-from freezekeras.cli import main
-from freezekeras.graphs import read_graph_def
-from conftest import run_frozen
+from freezekeras.cli.commands import main
+from freezekeras.graphdef.reading import read_graph_def
 
 tf_keras = pytest.importorskip("tf_keras")
 layers = tf_keras.layers
@@ -334,7 +334,6 @@ def test_theano_trained_kernels_are_flipped_as_keras2_did(tmp_path, model_dir):
     import shutil
 
     import h5py
-
     from conftest import keras_predict, own_inputs
 
     path = tmp_path / "conv_theano.h5"

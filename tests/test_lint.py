@@ -7,15 +7,14 @@ import json
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
+from conftest import BUILDERS, naive_freeze
 
 import freezekeras
-from freezekeras.cli import main
+from freezekeras.cli.commands import main
 from freezekeras.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE_ERROR
-from freezekeras.freezing import find_leftovers
-from freezekeras.graphs import read_graph_def
-from freezekeras.lint import lint
-
-from conftest import BUILDERS, naive_freeze
+from freezekeras.graphdef.lint import lint
+from freezekeras.graphdef.reading import read_graph_def
+from freezekeras.tf.freezing import find_leftovers
 
 v1 = tf.compat.v1
 

@@ -7,13 +7,11 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
-import freezekeras
-from freezekeras.cli import main
-from freezekeras.errors import EXIT_MODEL_ERROR, EXIT_USAGE_ERROR
-
 from conftest import CUSTOM_CODE, custom_namespace, own_inputs, run_frozen
 
+import freezekeras
+from freezekeras.cli.commands import main
+from freezekeras.errors import EXIT_MODEL_ERROR, EXIT_USAGE_ERROR
 
 
 @pytest.fixture

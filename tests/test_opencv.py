@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import keras_predict, naive_freeze
 
 import freezekeras
-
-from conftest import keras_predict, naive_freeze
 
 cv2 = pytest.importorskip("cv2", reason="opencv-python-headless is not installed (it is in the test extras)")
 

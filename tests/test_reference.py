@@ -9,13 +9,12 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
-import freezekeras
-from freezekeras.cli import main
-from freezekeras.errors import EXIT_USAGE_ERROR, EXIT_VERIFICATION_FAILED
-
 from conftest import CORPUS, keras_predict, run_frozen
 from test_errors import assert_nothing_changed, assert_one_error_line, snapshot
+
+import freezekeras
+from freezekeras.cli.commands import main
+from freezekeras.errors import EXIT_USAGE_ERROR, EXIT_VERIFICATION_FAILED
 
 #: multi_io's inputs and outputs: (Keras layer, graph node).
 MULTI_INPUTS = [("features", "features"), ("tokens", "tokens")]

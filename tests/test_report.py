@@ -1,4 +1,4 @@
-"""``python -m freezekeras.report FOLDER``: the compatibility table of a folder of models."""
+"""``python -m freezekeras.compatibility FOLDER``: the compatibility table of a folder of models."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from pathlib import Path
 import h5py
 import pytest
 from click.testing import CliRunner
-
-import freezekeras
-from freezekeras.report import Case, find_cases, main
-
 from conftest import run_frozen
 from test_installed import _user_env
+
+import freezekeras
+from freezekeras.cli.commands import main
+from freezekeras.compatibility import Case, find_cases
 
 
 def _recording(path: Path, inputs, predictions) -> None:
@@ -74,7 +74,7 @@ def test_report_table_and_summary(folder, tmp_path):
     out = tmp_path / "report.md"
     version = tf_keras.__version__
 
-    result = CliRunner().invoke(main, [str(folder), "-o", str(out)])
+    result = CliRunner().invoke(main, ["report", str(folder), "-o", str(out)])
 
     assert result.exit_code == 0, result.stderr
     assert result.stdout == ""
@@ -101,7 +101,7 @@ def test_report_table_and_summary(folder, tmp_path):
 
 def test_report_goes_to_stdout_without_output_option(tmp_path):
     (tmp_path / "empty.h5").write_bytes(b"")
-    result = CliRunner().invoke(main, [str(tmp_path)])
+    result = CliRunner().invoke(main, ["report", str(tmp_path)])
 
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines()[-3:] == [
@@ -111,11 +111,11 @@ def test_report_goes_to_stdout_without_output_option(tmp_path):
     ]
 
 
-def test_runs_as_a_module_from_the_installed_package(tmp_path):
+def test_runs_from_the_installed_command(tmp_path):
     (tmp_path / "broken.h5").write_text("not a model\n")
     out = tmp_path / "report.md"
 
-    done = subprocess.run([sys.executable, "-m", "freezekeras.report", str(tmp_path), "-o", str(out)],
+    done = subprocess.run([sys.executable, "-m", "freezekeras", "report", str(tmp_path), "-o", str(out)],
                           capture_output=True, text=True, env=_user_env(), cwd=tmp_path, timeout=300)
 
     assert done.returncode == 0, done.stderr
@@ -127,7 +127,7 @@ def test_runs_as_a_module_from_the_installed_package(tmp_path):
 
 
 def test_a_missing_folder_is_a_usage_error(tmp_path):
-    result = CliRunner().invoke(main, [str(tmp_path / "nowhere")])
+    result = CliRunner().invoke(main, ["report", str(tmp_path / "nowhere")])
 
     assert result.exit_code == 2
     assert result.stdout == ""

@@ -9,7 +9,7 @@ import pytest
 
 from freezekeras.errors import ConversionError
 from freezekeras.results import TensorSpec
-from freezekeras.verification import BATCH_SIZE, FREE_DIM_SIZE, compare, random_inputs
+from freezekeras.tf.verification import BATCH_SIZE, FREE_DIM_SIZE, compare, random_inputs
 
 SPECS = (
     TensorSpec("image", "float32", (None, None, 3)),

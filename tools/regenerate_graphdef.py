@@ -1,4 +1,4 @@
-"""Regenerate ``freezekeras/graphdef_descriptors.binpb`` from the installed TensorFlow.
+"""Regenerate ``freezekeras/graphdef/descriptors.binpb`` from the installed TensorFlow.
 
 ``freezekeras inspect`` reads GraphDefs with protobuf alone (see
 ``freezekeras/graphdef.py``). It needs the message descriptors of TensorFlow's
@@ -23,7 +23,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-TARGET = Path(__file__).resolve().parents[1] / "freezekeras" / "graphdef_descriptors.binpb"
+TARGET = Path(__file__).resolve().parents[1] / "freezekeras" / "graphdef" / "descriptors.binpb"
 PACKAGE = "tensorflow"
 PRIVATE = "freezekeras_tf"
 
@@ -80,9 +80,8 @@ def _privatize_message(message) -> None:
 
 
 def main() -> None:
-    from google.protobuf import descriptor_pb2
-
     import tensorflow as tf
+    from google.protobuf import descriptor_pb2
 
     files = descriptor_pb2.FileDescriptorSet()
     for proto in file_protos():

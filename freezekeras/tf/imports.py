@@ -11,8 +11,8 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Iterator
 from types import ModuleType
-from typing import Iterator
 
 
 def import_tensorflow(*, verbose: bool = False) -> ModuleType:

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from freezekeras.lint import CHANNELS_FIRST, all_nodes, data_format, op_name
-from freezekeras.tfimport import import_tensorflow
+from freezekeras.graphdef.lint import CHANNELS_FIRST, all_nodes, data_format, op_name
+from freezekeras.tf.imports import import_tensorflow
 
 #: The device the layout optimizer must see on a node to convert it for CPUs.
 _CPU = "/device:CPU:0"

@@ -13,7 +13,14 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from freezekeras.keras_config import MODEL_CLASSES, first_node_index, input_layers, layer_name, layers_of, references
+from freezekeras.kerasfile.config import (
+    MODEL_CLASSES,
+    first_node_index,
+    input_layers,
+    layer_name,
+    layers_of,
+    references,
+)
 
 Shape = tuple[int | None, ...]
 

@@ -1,6 +1,6 @@
 """The compatibility report: convert every Keras model in a folder and tabulate what happened.
 
-Run it as ``python -m freezekeras.report FOLDER [-o FILE.md]``. Each model is
+Run it as ``freezekeras report FOLDER [-o FILE.md]``. Each model is
 converted with :func:`freezekeras.convert` and the default options (no
 ``allow_lambda``, no custom objects), so models needing them are refused with
 their reason. A weights-only ``.h5`` is given the architecture JSON beside it;
@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-import click
-
 from freezekeras.api import convert
 from freezekeras.errors import (
     ConversionError,
@@ -35,12 +33,12 @@ from freezekeras.errors import (
     WeightsOnlyError,
     error_summary,
 )
-from freezekeras.h5file import text_attribute
+from freezekeras.kerasfile.h5file import text_attribute
+from freezekeras.paths import H5_SUFFIXES
 from freezekeras.results import ConvertOptions
 
 #: A reference case counts as reproducing the recorded predictions within this difference.
 REFERENCE_ATOL = 1e-5
-MODEL_SUFFIXES = {".h5", ".hdf5"}
 RECORDING_SUFFIX = "_inputs_and_outputs.h5"
 #: How the summary line counts refusals, most specific class first.
 REFUSAL_KINDS = (
@@ -109,7 +107,7 @@ def find_cases(folder: Path) -> list[Case]:
     ``X.json`` for ``X.h5``, or ``NAME_config.json`` for ``NAME_weights.h5``.
     """
     models = sorted(path for path in folder.rglob("*")
-                    if path.suffix.lower() in MODEL_SUFFIXES and not path.name.endswith(RECORDING_SUFFIX)
+                    if path.suffix.lower() in H5_SUFFIXES and not path.name.endswith(RECORDING_SUFFIX)
                     and path.is_file())
     return [Case(model, _architecture_for(model), _recording_for(model)) for model in models]
 
@@ -155,6 +153,20 @@ def compatibility_report(folder: Path, *, on_row: Callable[[int, int, Row, float
             if on_row is not None:
                 on_row(number, len(cases), rows[-1], time.perf_counter() - start)
     return rows
+
+
+def report(folder: Path, *, on_row: Callable[[int, int, Row, float], None] | None = None) -> str:
+    """Convert every Keras ``.h5`` model under ``folder`` and return the Markdown compatibility report.
+
+    Args:
+        folder: The folder of models (subfolders included).
+        on_row: Called after each model with its number, the count of models, its row and
+            the seconds it took.
+
+    Returns:
+        The report: a table with a row per model and the summary line.
+    """
+    return markdown(folder, compatibility_report(folder, on_row=on_row), versions())
 
 
 def read_versions(case: Case) -> tuple[str | None, str | None]:
@@ -324,25 +336,3 @@ def _cell(text: str) -> str:
 def _number(value: float) -> str:
     """Two significant digits, exponents without padding: ``1.9e-6``, ``0.012``, ``0``."""
     return "NaN" if math.isnan(value) else f"{value:.2g}".replace("e-0", "e-").replace("e+0", "e+")
-
-
-@click.command(name="python -m freezekeras.report")
-@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.File("w", encoding="utf-8", lazy=True), default="-",
-              help="Write the Markdown here (default: stdout).")
-def main(folder: Path, output) -> None:
-    """Convert every Keras .h5 model under FOLDER and write a Markdown compatibility table.
-
-    Progress goes to stderr; only the report goes to stdout (or -o).
-    """
-    rows = compatibility_report(folder, on_row=_progress)
-    output.write(markdown(folder, rows, versions()))
-
-
-def _progress(number: int, total: int, row: Row, seconds: float) -> None:
-    what = "converted + verified" if row.outcome == "converted" else f"{row.outcome}: {row.reason}"
-    click.echo(f"[{number}/{total}] {row.case.model}: {what} ({seconds:.1f} s)", err=True)
-
-
-if __name__ == "__main__":
-    main(prog_name="python -m freezekeras.report")

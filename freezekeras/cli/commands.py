@@ -276,7 +276,7 @@ def _convert_single(model: Path, options, *, as_json: bool, new_folder: bool) ->
     """One model: the report on stdout, errors raised for :func:`_reports_errors`."""
     from freezekeras.api import convert as run_convert
     from freezekeras.batch import convert_many
-    from freezekeras.rendering import conversion_text, to_json
+    from freezekeras.cli.rendering import conversion_text, to_json
 
     if new_folder:  # "-o out/": the folder is created once the checks pass
         item = convert_many([model], options, create_output=True, on_step=_step_callback(None))[0]
@@ -295,7 +295,7 @@ def _convert_single(model: Path, options, *, as_json: bool, new_folder: bool) ->
 def _convert_batch(models: tuple[Path, ...], options, *, as_json: bool, new_folder: bool) -> int:
     """Several models: a status line each and a summary on stderr; the reports on stdout."""
     from freezekeras.batch import convert_many, expand_models
-    from freezekeras.rendering import batch_json, batch_status, batch_summary, batch_text
+    from freezekeras.cli.rendering import batch_json, batch_status, batch_summary, batch_text
 
     debug = click.get_current_context().params.get("debug", False)
     converted = []
@@ -340,8 +340,8 @@ def inspect(path: Path, check: bool, build: bool, architecture: Path | None, cus
             allow_lambda: bool, as_json: bool, verbose: bool) -> None:
     """List the inputs and outputs of PATH (a Keras .h5/.keras model or a frozen graph .pb/.pbtxt); lint a graph."""
     from freezekeras.api import inspect as run_inspect
+    from freezekeras.cli.rendering import inspection_text, to_json
     from freezekeras.errors import CheckFailedError, UsageError
-    from freezekeras.rendering import inspection_text, to_json
 
     result = run_inspect(path, architecture=architecture, custom_objects=custom_objects,
                          allow_lambda=allow_lambda, verbose=verbose, build=build)
@@ -355,6 +355,28 @@ def inspect(path: Path, check: bool, build: bool, architecture: Path | None, cus
         raise CheckFailedError(f"{path}: the check found {len(errors)} kind{'s' if len(errors) > 1 else ''} "
                                f"of problem: {kinds}. Freeze the model for inference (freezekeras convert) "
                                "or remove these nodes.")
+
+
+@main.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.File("w", encoding="utf-8", lazy=True), default="-",
+              help="Write the Markdown here (default: stdout).")
+@_reports_errors
+def report(folder: Path, output) -> None:
+    """Convert every Keras .h5 model under FOLDER and write a Markdown compatibility table.
+
+    Each model is converted with the default options; weights-only files get the
+    architecture JSON beside them, models their NAME_inputs_and_outputs.h5 as
+    --reference. Progress goes to stderr; only the report goes to stdout (or -o).
+    """
+    from freezekeras.compatibility import report as compatibility_report
+
+    output.write(compatibility_report(folder, on_row=_report_progress))
+
+
+def _report_progress(number: int, total: int, row, seconds: float) -> None:
+    what = "converted + verified" if row.outcome == "converted" else f"{row.outcome}: {row.reason}"
+    click.echo(f"[{number}/{total}] {row.case.model}: {what} ({seconds:.1f} s)", err=True)
 
 
 def _step_callback(model: Path | None):

@@ -6,7 +6,7 @@ config and the weights' sizes with h5py only, and predicts the graph node
 Where the rules cannot know (a layer class not in the table, a layer called
 more than once, a Keras 3 model that convert refuses), the node is ``None``:
 never a guess. Output shapes come from the small shape inference of
-:mod:`freezekeras.keras_shapes` (``None`` where it has no rule);
+:mod:`freezekeras.kerasfile.shapes` (``None`` where it has no rule);
 ``inspect --build`` builds the model in tf-keras for exact shapes.
 
 Rules (tf-keras 2.x in graph mode; ``L`` is the layer's name):
@@ -54,7 +54,7 @@ def config_inspection(config: dict[str, Any], *, predict_nodes: bool,
     Args:
         config: The model config (``{"class_name", "config"}``).
         predict_nodes: Name the graph nodes ``convert`` will print (Keras 2 models only).
-        output_shapes: The outputs' shapes, from :func:`freezekeras.keras_shapes.model_output_shapes`.
+        output_shapes: The outputs' shapes, from :func:`freezekeras.kerasfile.shapes.model_output_shapes`.
 
     Returns:
         ``(inputs, outputs, layer_count)``; specs are named by Keras layer and

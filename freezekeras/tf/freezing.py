@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from freezekeras.errors import ConversionError, GraphTooLargeError, error_summary
-from freezekeras.graphs import op_name
-from freezekeras.lint import leftover_lines
-from freezekeras.tfimport import import_tensorflow
+from freezekeras.graphdef.lint import leftover_lines, op_name
+from freezekeras.tf.imports import import_tensorflow
 
 #: protobuf cannot parse a message of 2 GiB or more; such a file cannot be read back.
 PROTOBUF_LIMIT = 2**31
@@ -186,7 +185,7 @@ def _rename_attr(value: Any, mapping: dict[str, str]) -> None:
 def find_leftovers(graph_def: Any) -> list[str]:
     """List what a serving runtime may reject in a frozen graph, one line per kind.
 
-    The error-level findings of :func:`freezekeras.lint.lint` (variables,
+    The error-level findings of :func:`freezekeras.graphdef.lint.lint` (variables,
     random ops, learning-phase nodes, training switches, device strings,
     unused placeholders), function bodies included; empty when there is none.
     """

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from freezekeras.errors import ConversionError
-from freezekeras.h5file import text_attribute
-from freezekeras.keras1 import is_keras1
-from freezekeras.layers import all_layers
+from freezekeras.kerasfile.h5file import text_attribute
+from freezekeras.kerasfile.keras1 import is_keras1
+from freezekeras.tf.layers import all_layers
 
 #: The layers whose kernels Keras 2 flipped when loading Theano-trained weights
 #: into TensorFlow (``_need_convert_kernel`` in Keras 2.x ``engine/saving.py``).

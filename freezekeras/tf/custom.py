@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from freezekeras.errors import ConversionError, UsageError, error_summary
-from freezekeras.h5file import check_input_path
+from freezekeras.paths import check_input_path
 
 
 def load_custom_objects(path: Path) -> dict[str, Any]:
@@ -18,7 +18,7 @@ def load_custom_objects(path: Path) -> dict[str, Any]:
     A module-level ``CUSTOM_OBJECTS`` dict is used as it is (its keys may be
     any string, e.g. ``"<lambda>"``, which some tf.keras versions saved as an
     activation's name); otherwise every public class and function of the file,
-    by its name. Import TensorFlow (:func:`freezekeras.tfimport.import_tensorflow`)
+    by its name. Import TensorFlow (:func:`freezekeras.tf.imports.import_tensorflow`)
     first, so the file gets tf-keras when it imports ``tf.keras``.
 
     Args:

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from freezekeras.errors import UsageError, error_summary
-from freezekeras.graphs import tensor_name
-from freezekeras.h5file import check_input_path, file_signature
+from freezekeras.graphdef.reading import tensor_name
+from freezekeras.paths import check_input_path, file_signature
 from freezekeras.results import TensorSpec, Verification
-from freezekeras.verification import compare, run_graph_def
+from freezekeras.tf.verification import compare, run_graph_def
 
 #: The groups of an HDF5 reference file: inputs, and the predictions to reproduce.
 HDF5_GROUPS = {"inputs": "input", "predictions": "output"}
@@ -110,7 +110,7 @@ def check_recording(graph_def: Any, recording: Recording, inputs: Sequence[Tenso
     """Run ``graph_def`` on the recorded inputs and compare with the recorded predictions.
 
     The whole recorded batch is fed at once. The comparison is
-    :func:`freezekeras.verification.compare`'s: NaN and infinities in the same
+    :func:`freezekeras.tf.verification.compare`'s: NaN and infinities in the same
     places agree; ``atol=None`` is its default tolerance, relative to the
     largest recorded prediction.
 

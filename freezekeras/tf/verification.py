@@ -6,10 +6,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from freezekeras.errors import ConversionError
-from freezekeras.graphs import run_session
-from freezekeras.layout import frozen_session_config
 from freezekeras.results import TensorSpec, Verification, severity
-from freezekeras.tfimport import import_tensorflow
+from freezekeras.tf.imports import import_tensorflow
+from freezekeras.tf.layout import frozen_session_config
+from freezekeras.tf.tensors import run_session
 
 #: Size given to an unknown batch dimension in the random inputs.
 BATCH_SIZE = 2
@@ -65,7 +65,7 @@ def run_graph_def(graph_def: Any, feeds: dict[str, Any], fetches: Sequence[str])
         The fetched arrays, in the order of ``fetches``.
     """
     tf = import_tensorflow()
-    if not isinstance(graph_def, tf.compat.v1.GraphDef):  # e.g. freezekeras.graphdef's own class
+    if not isinstance(graph_def, tf.compat.v1.GraphDef):  # e.g. freezekeras.graphdef.messages's own class
         graph_def = tf.compat.v1.GraphDef.FromString(graph_def.SerializeToString())
     graph = tf.Graph()
     with graph.as_default():

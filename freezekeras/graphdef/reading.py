@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from freezekeras.errors import ModelFileError
-from freezekeras.graphdef import DTYPE_SIZES, GraphDef, dtype_name
-from freezekeras.h5file import check_input_path
-from freezekeras.lint import lint, op_name, output_nodes  # noqa: F401 (op_name: graphs.op_name stays importable)
+from freezekeras.graphdef.lint import lint, output_nodes
+from freezekeras.graphdef.messages import DTYPE_SIZES, GraphDef, dtype_name
+from freezekeras.paths import check_input_path
 from freezekeras.results import TensorSpec
 
 #: DataTypes whose constants count as parameters: float16, float32, float64, bfloat16.
@@ -97,23 +96,9 @@ def tensor_name(name: str) -> str:
     return name if ":" in name else f"{name}:0"
 
 
-def run_session(session: Any, fetches: Sequence[str], feeds: dict[str, Any]) -> list[Any]:
-    """``session.run`` by node names (``op`` or ``op:N``) for both fetches and feeds."""
-    return session.run([tensor_name(name) for name in fetches],
-                       feed_dict={tensor_name(name): value for name, value in feeds.items()})
-
-
 def op_histogram(graph_def: Any) -> dict[str, int]:
     """Count the nodes of each op type, most frequent first."""
     return dict(Counter(node.op for node in graph_def.node).most_common())
-
-
-def tensor_spec(tensor: Any, *, layer: str | None = None) -> TensorSpec:
-    """A graph tensor's node name (``op``, or ``op:N`` for an op's later outputs), dtype and shape."""
-    shape = tensor.shape
-    dims = None if shape.rank is None else tuple(shape.as_list())
-    name = tensor.op.name if tensor.value_index == 0 else tensor.name
-    return TensorSpec(name=name, dtype=tensor.dtype.name, shape=dims, layer=layer)
 
 
 def _output_specs(node: Any) -> list[TensorSpec]:

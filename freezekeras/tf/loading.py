@@ -6,24 +6,25 @@ import contextlib
 import importlib
 import json
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
-from freezekeras.custom import load_custom_objects
 from freezekeras.errors import ConversionError, FreezeKerasError, UnknownObjectError, error_summary
-from freezekeras.graphs import run_session, tensor_spec
-from freezekeras.h5file import (
+from freezekeras.kerasfile.h5file import (
     LAMBDA_REPLACEMENT_HINT,
     KerasFileInfo,
     refuse_lambda_layers,
     replace_lambda_functions,
 )
-from freezekeras.keras1 import is_keras1
-from freezekeras.layout import session_config
-from freezekeras.legacy_weights import load_legacy_weights, needs_legacy_loading
+from freezekeras.kerasfile.keras1 import is_keras1
 from freezekeras.results import TensorSpec
-from freezekeras.tfimport import import_tf_keras, import_tensorflow, quiet
+from freezekeras.tf.custom import load_custom_objects
+from freezekeras.tf.imports import import_tensorflow, import_tf_keras, quiet
+from freezekeras.tf.layout import session_config
+from freezekeras.tf.legacy_weights import load_legacy_weights, needs_legacy_loading
+from freezekeras.tf.tensors import run_session, tensor_spec
 
 #: Layers of tf-keras' own applications that Keras cannot load by name (a ConvNeXt saved as .h5
 #: fails with "Unknown layer: 'LayerScale'", tensorflow/tensorflow#59767): name -> (module, a
@@ -85,9 +86,9 @@ def keras_session(info: KerasFileInfo, *, custom_objects: Path | None = None,
     BatchNormalization are built in inference mode with no training switch.
 
     Args:
-        info: The file's metadata, from :func:`freezekeras.h5file.read_keras_file`.
+        info: The file's metadata, from :func:`freezekeras.kerasfile.h5file.read_keras_file`.
         custom_objects: A Python file defining the model's custom layers and
-            functions; it is run (see :func:`freezekeras.custom.load_custom_objects`).
+            functions; it is run (see :func:`freezekeras.tf.custom.load_custom_objects`).
         allow_lambda: Load Lambda layers (runs their Python bytecode).
         verbose: Leave TensorFlow's logging on.
 

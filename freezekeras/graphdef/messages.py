@@ -1,6 +1,6 @@
 """TensorFlow's ``GraphDef`` message without TensorFlow: protobuf alone.
 
-The message classes are built at run time from ``graphdef_descriptors.binpb``,
+The message classes are built at run time from ``descriptors.binpb`` (beside this module),
 a serialized ``FileDescriptorSet`` that ``tools/regenerate_graphdef.py`` takes
 from TensorFlow's own generated modules. Building them at run time avoids
 generated code that would tie us to one protoc and protobuf runtime. The
@@ -18,7 +18,7 @@ from importlib import resources
 from typing import Any
 
 PACKAGE = "freezekeras_tf"
-DESCRIPTORS = "graphdef_descriptors.binpb"
+DESCRIPTORS = "descriptors.binpb"
 
 #: TensorFlow's DataType enum values (types.proto) to numpy-style names, as TensorFlow names them.
 DTYPE_NAMES = {
@@ -37,7 +37,7 @@ def _pool() -> Any:
     from google.protobuf import descriptor_pb2, descriptor_pool
 
     files = descriptor_pb2.FileDescriptorSet()
-    files.ParseFromString(resources.files("freezekeras").joinpath(DESCRIPTORS).read_bytes())
+    files.ParseFromString(resources.files(__package__).joinpath(DESCRIPTORS).read_bytes())
     pool = descriptor_pool.DescriptorPool()
     for file_proto in files.file:  # dependencies come first
         pool.Add(file_proto)

@@ -10,12 +10,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from freezekeras.compat import cudnn_layers_to_portable, default_gru_reset_after, function_references_to_names
 from freezekeras.errors import (
     LambdaLayerError,
     ModelFileError,
@@ -23,10 +22,10 @@ from freezekeras.errors import (
     WeightsOnlyError,
     error_summary,
 )
-from freezekeras.keras1 import is_keras1, translate_model_config
+from freezekeras.kerasfile.compat import cudnn_layers_to_portable, default_gru_reset_after, function_references_to_names
+from freezekeras.kerasfile.keras1 import is_keras1, translate_model_config
+from freezekeras.paths import check_input_path, file_signature
 
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-ZIP_SIGNATURE = b"PK\x03\x04"
 RESAVE_HINT = "save the model with model.save('model.h5') in Keras and convert that file"
 LAMBDA_REPLACEMENT_HINT = "a CUSTOM_OBJECTS dict mapping each Lambda layer's name to a function computing the same"
 KERAS3_HINT = (
@@ -49,7 +48,7 @@ class KerasFileInfo:
         architecture: The JSON/YAML file the config came from, when the
             ``.h5`` supplies only the weights.
         config_rewritten: ``model_config`` was changed to be readable (see
-            :mod:`freezekeras.compat` and :mod:`freezekeras.keras1`), so the
+            :mod:`freezekeras.kerasfile.compat` and :mod:`freezekeras.kerasfile.keras1`), so the
             model must be built from it rather than by Keras' ``load_model``.
     """
 
@@ -60,44 +59,6 @@ class KerasFileInfo:
     lambda_layers: tuple[str, ...] = field(default_factory=tuple)
     architecture: Path | None = None
     config_rewritten: bool = False
-
-
-def check_input_path(path: Path, *, option: str | None = None, expected: str = "a Keras .h5 model file") -> None:
-    """Raise :class:`UsageError` unless ``path`` names an existing, readable regular file.
-
-    Args:
-        path: The path given.
-        option: The command-line option that named it (``--architecture``), for the message.
-        expected: What the file should be, for the message.
-    """
-    given = f" (given as {option})" if option else ""
-    if not path.exists():
-        raise UsageError(f"{path}: no such file{given}. Check the path and try again.")
-    if path.is_dir():
-        if option is None and (path / "saved_model.pb").exists():
-            raise UsageError(
-                f"{path}: is a SavedModel folder, not a Keras .h5 file. "
-                "Load it in Keras and save it with model.save('model.h5'), then convert that file."
-            )
-        raise UsageError(f"{path}: is a directory{given}. Pass {expected}.")
-    if not os.access(path, os.R_OK):
-        raise UsageError(f"{path}: cannot be read (permission denied){given}. Check its permissions.")
-
-
-def file_signature(path: Path) -> str | None:
-    """``"hdf5"``, ``"zip"`` (a Keras 3 ``.keras`` archive) or ``None``, from the file's first bytes.
-
-    HDF5 puts its signature at 0, 512, 1024, 2048, ... (a user block may precede it).
-    """
-    size = path.stat().st_size
-    with open(path, "rb") as stream:
-        if stream.read(4) == ZIP_SIGNATURE:
-            return "zip"
-        for offset in [0] + [512 * 2**i for i in range(20) if 512 * 2**i < size]:
-            stream.seek(offset)
-            if stream.read(8) == HDF5_SIGNATURE:
-                return "hdf5"
-    return None
 
 
 def read_keras_file(path: Path, *, architecture: Path | None = None, backend: str | None = None,
@@ -329,8 +290,6 @@ def text_attribute(value: Any) -> str | None:
 
 __all__ = [
     "KerasFileInfo",
-    "check_input_path",
-    "file_signature",
     "find_lambda_layers",
     "read_keras_file",
     "refuse_lambda_layers",

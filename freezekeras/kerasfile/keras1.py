@@ -15,7 +15,7 @@ does the same translation on the config, before Keras sees it:
   from the file and a frozen graph never trains, so they change nothing.
 
 The weights' layout (Keras 1 LSTM/GRU per-gate arrays, ``th``-ordered
-kernels) is converted when they are loaded, see :mod:`freezekeras.legacy_weights`.
+kernels) is converted when they are loaded, see :mod:`freezekeras.tf.legacy_weights`.
 Nothing here imports TensorFlow.
 """
 
