@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from freezekeras.api import convert
-from freezekeras.errors import EXIT_MODEL_ERROR, FreezeKerasError, OutputError, UsageError, error_summary
+from freezekeras.errors import FreezeKerasError, InternalError, OutputError, UsageError
 from freezekeras.paths import H5_SUFFIXES, check_input_path
 from freezekeras.results import BatchItem, ConvertOptions
 
@@ -99,7 +99,7 @@ def convert_many(models: Sequence[str | os.PathLike], options: ConvertOptions | 
     Returns:
         One item per model, in the given order: the result, or the error message
         with its exit code. An exception that is not a ``FreezeKerasError`` is
-        reported as an unexpected error of that model, exit code 1.
+        reported as that model's internal error (:class:`~freezekeras.errors.InternalError`, exit code 70).
 
     Raises:
         UsageError: One of the checks above failed; nothing was converted.
@@ -167,6 +167,6 @@ def _convert_one(path: Path, options: ConvertOptions, on_step: BatchStepCallback
     except FreezeKerasError as exc:
         return BatchItem(model=path, error=str(exc), exit_code=exc.exit_code, exception=exc)
     except Exception as exc:  # a bug or an unforeseen failure: this model fails, the others go on
-        message = f"{path}: unexpected {type(exc).__name__}: {error_summary(exc)} (rerun with --debug and report it)"
-        return BatchItem(model=path, error=message, exit_code=EXIT_MODEL_ERROR, exception=exc)
+        error = InternalError.wrap(path, exc)
+        return BatchItem(model=path, error=str(error), exit_code=error.exit_code, exception=exc)
     return BatchItem(model=path, result=result)

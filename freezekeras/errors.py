@@ -3,24 +3,13 @@
 Every error the library raises on purpose derives from :class:`FreezeKerasError`.
 Messages are one line: the file concerned, what is wrong with it, and what to
 do next. The command line catches the base class once and exits with
-:attr:`FreezeKerasError.exit_code`.
+:attr:`FreezeKerasError.exit_code`; any other exception is a bug in
+freezekeras and becomes an :class:`InternalError` (exit code 70).
 
-Exit codes (the one table; README.md repeats it):
-
-====  ==========================================================
-code  meaning
-====  ==========================================================
-0     success
-1     model or conversion error: the input could not be converted
-2     usage error: a path or option on the command line is wrong
-3     verification failed: the frozen graph does not compute what
-      the Keras model computes
-4     check failed: ``inspect --check`` found problems in the graph
-128+N stopped by signal N: SIGINT (Ctrl-C) 130, SIGTERM 143, SIGHUP 129
-====  ==========================================================
-
-A batch (several models in one call) exits with the most serious code any of
-its models gave, in the order of :data:`SEVERITY`: 2, then 1, then 3, then 0.
+:data:`EXIT_CODES` is the one table of exit codes; ``docs/cli.md`` and the
+README render it (``tools/generate_docs.py``). A batch (several models in one
+call) exits with the most serious code any of its models gave, in the order
+of :data:`SEVERITY`.
 """
 
 from __future__ import annotations
@@ -36,11 +25,34 @@ EXIT_MODEL_ERROR = 1
 EXIT_USAGE_ERROR = 2
 EXIT_VERIFICATION_FAILED = 3
 EXIT_CHECK_FAILED = 4
+#: An unexpected exception: a bug in freezekeras (sysexits' EX_SOFTWARE).
+EXIT_INTERNAL_ERROR = 70
 
-#: Exit codes from most to least serious. A usage error (a missing file, an option that
-#: cannot apply) says the command line itself needs fixing; a model error that a file cannot
-#: be converted; a failed verification that it converted but computes something else.
-SEVERITY = (EXIT_USAGE_ERROR, EXIT_MODEL_ERROR, EXIT_VERIFICATION_FAILED, EXIT_OK)
+#: Every exit code the command line gives: (code, what it means in short, the details). The one table.
+EXIT_CODES = (
+    ("0", "success", "the command did what it was asked"),
+    (str(EXIT_MODEL_ERROR), "model or conversion error",
+     "the input cannot be converted or read: not a Keras model, a damaged file, weights only without "
+     "--architecture, Lambda layers without --allow-lambda, an unknown custom layer, a graph of 2 GiB or more"),
+    (str(EXIT_USAGE_ERROR), "usage error",
+     "a path or option on the command line is wrong: a missing file, an output that cannot be written, "
+     "an unknown --output-node, a --reference file that does not fit the model"),
+    (str(EXIT_VERIFICATION_FAILED), "verification failed",
+     "the frozen graph does not compute what the Keras model computes, or does not reproduce the "
+     "--reference predictions; nothing is written"),
+    (str(EXIT_CHECK_FAILED), "check failed",
+     "inspect --check found errors in the graph's lint; the report is still printed"),
+    (str(EXIT_INTERNAL_ERROR), "internal error",
+     "an unexpected exception, a bug in freezekeras: rerun with --debug and report it with the traceback"),
+    ("128+N", "stopped by signal N",
+     "130 for Ctrl-C (SIGINT), 143 for SIGTERM, 129 for SIGHUP; nothing is left half-written"),
+)
+
+#: Exit codes from most to least serious. An internal error says freezekeras itself is broken;
+#: a usage error (a missing file, an option that cannot apply) that the command line needs
+#: fixing; a model error that a file cannot be converted; a failed verification that it
+#: converted but computes something else.
+SEVERITY = (EXIT_INTERNAL_ERROR, EXIT_USAGE_ERROR, EXIT_MODEL_ERROR, EXIT_VERIFICATION_FAILED, EXIT_OK)
 
 
 def most_serious(codes: Iterable[int]) -> int:
@@ -177,3 +189,21 @@ class CheckFailedError(FreezeKerasError):
     """
 
     exit_code = EXIT_CHECK_FAILED
+
+
+class InternalError(FreezeKerasError):
+    """An exception nothing anticipated, wrapped: a bug in freezekeras, never a verdict on the model.
+
+    :meth:`wrap` makes the one message the command line and batches print for it;
+    the original exception is the ``__cause__``.
+    """
+
+    exit_code = EXIT_INTERNAL_ERROR
+
+    @classmethod
+    def wrap(cls, subject: object, exc: BaseException) -> InternalError:
+        """The internal error for ``exc``, raised while working on ``subject`` (a path or a command)."""
+        error = cls(f"{subject}: unexpected {type(exc).__name__}: {error_summary(exc)}. This is a freezekeras bug: "
+                    "rerun with --debug and report it with the traceback.")
+        error.__cause__ = exc
+        return error

@@ -27,6 +27,7 @@ from conftest import CUSTOM_CODE, custom_namespace, keras_predict, own_inputs, r
 import freezekeras
 from freezekeras.cli.commands import main
 from freezekeras.errors import (
+    EXIT_INTERNAL_ERROR,
     EXIT_MODEL_ERROR,
     EXIT_OK,
     EXIT_USAGE_ERROR,
@@ -186,10 +187,11 @@ def test_the_api_returns_one_item_per_model_and_reports_each_at_once(mixed: dict
     ([EXIT_OK, EXIT_VERIFICATION_FAILED], EXIT_VERIFICATION_FAILED),
     ([EXIT_VERIFICATION_FAILED, EXIT_MODEL_ERROR, EXIT_OK], EXIT_MODEL_ERROR),
     ([EXIT_MODEL_ERROR, EXIT_USAGE_ERROR, EXIT_VERIFICATION_FAILED], EXIT_USAGE_ERROR),
+    ([EXIT_USAGE_ERROR, EXIT_INTERNAL_ERROR, EXIT_MODEL_ERROR], EXIT_INTERNAL_ERROR),
     ([EXIT_OK, 99, EXIT_USAGE_ERROR], 99),
 ])
 def test_most_serious_follows_the_documented_order(codes: list[int], expected: int) -> None:
-    assert SEVERITY == (2, 1, 3, 0)
+    assert SEVERITY == (70, 2, 1, 3, 0)
     assert most_serious(codes) == expected
 
 
@@ -443,15 +445,16 @@ def test_an_unexpected_exception_fails_that_model_only(model_dir: Path, tmp_path
     result = run_cli("convert", b, a, "--no-verify")
     debug = run_cli("convert", b, a, "--no-verify", "--debug")
 
-    assert result.exit_code == EXIT_MODEL_ERROR, describe(result)
+    assert result.exit_code == EXIT_INTERNAL_ERROR, describe(result)
     assert result.stderr.splitlines() == [
-        f"freezekeras: error: {b}: unexpected RuntimeError: something nobody foresaw (rerun with --debug and report it)",
+        f"freezekeras: error: {b}: unexpected RuntimeError: something nobody foresaw. This is a freezekeras bug: "
+        "rerun with --debug and report it with the traceback.",
         f"freezekeras: {a}: converted -> {tmp_path / 'a.pb'} ({len(read_graph_def(tmp_path / 'a.pb').node)} nodes, "
         "not verified)",
         "freezekeras: 2 models: 1 converted, 1 failed",
     ]
     assert not (tmp_path / "b.pb").exists()
-    assert debug.exit_code == EXIT_MODEL_ERROR and "Traceback" in debug.stderr
+    assert debug.exit_code == EXIT_INTERNAL_ERROR and "Traceback" in debug.stderr
     assert "RuntimeError: something nobody foresaw" in debug.stderr
 
 

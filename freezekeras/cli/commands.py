@@ -20,11 +20,11 @@ import click
 
 from freezekeras import __version__
 from freezekeras.errors import (
-    EXIT_MODEL_ERROR,
+    EXIT_CODES,
     EXIT_OK,
     EXIT_USAGE_ERROR,
     FreezeKerasError,
-    error_summary,
+    InternalError,
     most_serious,
 )
 
@@ -77,8 +77,8 @@ def _reports_errors(command):
                 traceback.print_exc()
             models = kwargs.get("models") or ()
             subject = kwargs.get("path") or (models[0] if len(models) == 1 else "convert")
-            _fail(f"{subject}: unexpected {type(exc).__name__}: {error_summary(exc)} "
-                  "(rerun with --debug and report it)", EXIT_MODEL_ERROR)
+            error = InternalError.wrap(subject, exc)
+            _fail(str(error), error.exit_code)
 
     return click.option("--debug", is_flag=True, help="Show tracebacks on errors.")(wrapper)
 
@@ -208,15 +208,20 @@ class _Group(click.Group):
         return code if isinstance(code, int) else EXIT_OK
 
 
-@click.group(name="freezekeras", cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+def _exit_codes_epilog() -> str:
+    """The exit codes for ``--help``, in short, from :data:`freezekeras.errors.EXIT_CODES`."""
+    return "Exit codes: " + "; ".join(f"{code} {summary}" for code, summary, _details in EXIT_CODES) + "."
+
+
+@click.group(name="freezekeras", cls=_Group, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=_exit_codes_epilog())
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
               help="Show the versions of freezekeras, TensorFlow, tf-keras, h5py and protobuf.")
 def main() -> None:
-    """Freeze Keras .h5 models into TensorFlow graphs (.pb) that serve anywhere.
+    """Freeze Keras models into TensorFlow graphs (.pb) that serve anywhere.
 
-    Exit codes: 0 success, 1 model or conversion error, 2 usage error,
-    3 verification failed, 4 inspect --check found problems; for several models,
-    the most serious of theirs (2, then 1, then 3).
+    For several models the exit code is the most serious of theirs (70, then 2,
+    then 1, then 3).
     """
 
 
