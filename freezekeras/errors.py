@@ -207,3 +207,12 @@ class InternalError(FreezeKerasError):
                     "rerun with --debug and report it with the traceback.")
         error.__cause__ = exc
         return error
+
+
+class MovedInternalError(InternalError):
+    """Raised when a private TensorFlow or tf-keras entry point freezekeras relies on is not where it was.
+
+    The installed TensorFlow or tf-keras is not the one freezekeras was made
+    for (see :mod:`freezekeras.tf.internals`); the message names the versions
+    and the entry point. Exit code 70, as for any fault of freezekeras' own.
+    """

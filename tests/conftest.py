@@ -205,10 +205,10 @@ def naive_freeze(path: Path):
     import tf_keras
 
     from freezekeras.tf.freezing import freeze_graph
-    from freezekeras.tf.loading import _keras_classes_restored  # keep later tests' eager models intact
+    from freezekeras.tf.internals import layer_base_classes_restored  # keep later tests' eager models intact
 
     graph = tf.Graph()
-    with _keras_classes_restored(tf_keras), graph.as_default(), tf.compat.v1.Session(graph=graph) as session, \
+    with layer_base_classes_restored(), graph.as_default(), tf.compat.v1.Session(graph=graph) as session, \
             warnings.catch_warnings():
         warnings.simplefilter("ignore")  # set_learning_phase is deprecated: that is the point
         model = tf_keras.models.load_model(path, compile=False)

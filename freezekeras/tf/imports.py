@@ -66,11 +66,9 @@ def quiet(verbose: bool) -> Iterator[None]:
     if verbose:
         yield
         return
-    try:  # TensorFlow's own switch for its deprecation notices (a private module)
-        from tensorflow.python.util.deprecation import silence
-    except ImportError:
-        silence = contextlib.nullcontext
-    with warnings.catch_warnings(), silence():
+    from freezekeras.tf.internals import deprecation_notices_silenced  # internals imports this module
+
+    with warnings.catch_warnings(), deprecation_notices_silenced():
         warnings.simplefilter("ignore")
         yield
 

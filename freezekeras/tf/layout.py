@@ -16,6 +16,7 @@ from typing import Any
 
 from freezekeras.graphdef.lint import CHANNELS_FIRST, all_nodes, data_format, op_name
 from freezekeras.tf.imports import import_tensorflow
+from freezekeras.tf.internals import optimize_graph, rewriter_config
 
 #: The device the layout optimizer must see on a node to convert it for CPUs.
 _CPU = "/device:CPU:0"
@@ -43,9 +44,6 @@ def to_channels_last(graph_def: Any, output_names: Sequence[str]) -> Any:
         The converted ``GraphDef``, with the function library and versions of the input.
     """
     tf = import_tensorflow()
-    from tensorflow.core.protobuf import rewriter_config_pb2
-    from tensorflow.python.grappler import tf_optimizer
-
     placed = tf.compat.v1.GraphDef()
     placed.CopyFrom(graph_def)
     for node in placed.node:
@@ -57,8 +55,8 @@ def to_channels_last(graph_def: Any, output_names: Sequence[str]) -> Any:
     meta_graph.collection_def["train_op"].node_list.value.extend(op_name(name) for name in output_names)
 
     config = session_config(only_layout=True)
-    config.graph_options.rewrite_options.meta_optimizer_iterations = rewriter_config_pb2.RewriterConfig.ONE
-    converted = tf_optimizer.OptimizeGraph(config, meta_graph)
+    config.graph_options.rewrite_options.meta_optimizer_iterations = rewriter_config().ONE
+    converted = optimize_graph(config, meta_graph)
     for node in converted.node:
         node.device = ""
     converted.library.CopyFrom(graph_def.library)
@@ -86,12 +84,9 @@ def session_config(*, only_layout: bool = False) -> Any:
             graph every Grappler pass copies its constants, which costs
             seconds for a large model (VGG16: about 50 s in all).
     """
-    tf = import_tensorflow()
-    from tensorflow.core.protobuf import rewriter_config_pb2
-
-    config = tf.compat.v1.ConfigProto()
+    config = import_tensorflow().compat.v1.ConfigProto()
     rewrite = config.graph_options.rewrite_options
-    rewrite.cpu_layout_conversion = rewriter_config_pb2.RewriterConfig.NCHW_TO_NHWC
+    rewrite.cpu_layout_conversion = rewriter_config().NCHW_TO_NHWC
     if only_layout:
         rewrite.optimizers.append("layout")
     return config

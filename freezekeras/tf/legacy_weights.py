@@ -17,6 +17,7 @@ from typing import Any
 from freezekeras.errors import ConversionError
 from freezekeras.kerasfile.h5file import text_attribute
 from freezekeras.kerasfile.keras1 import is_keras1
+from freezekeras.tf.internals import hdf5_weight_loaders
 from freezekeras.tf.layers import all_layers
 
 #: The layers whose kernels Keras 2 flipped when loading Theano-trained weights
@@ -42,7 +43,8 @@ def load_legacy_weights(model: Any, path: Path, *, keras_version: str | None, ba
         The names of the layers whose kernels were flipped (Theano only).
     """
     import h5py
-    from tf_keras.src.saving.legacy import hdf5_format
+
+    load_group, load_group_by_name = hdf5_weight_loaders()
 
     with h5py.File(path, "r") as handle:
         group = handle["model_weights"] if "layer_names" not in handle.attrs and "model_weights" in handle else handle
@@ -51,9 +53,9 @@ def load_legacy_weights(model: Any, path: Path, *, keras_version: str | None, ba
             attrs["keras_version"] = "1"  # tf-keras converts Keras 1 layouts only for "1"
             # By name: a Keras 1 model's layers may be ordered otherwise in tf-keras (merged models).
             _check_every_layer_saved(model, group, path)
-            hdf5_format.load_weights_from_hdf5_group_by_name(_GroupWithAttrs(group, attrs), model)
+            load_group_by_name(_GroupWithAttrs(group, attrs), model)
         else:
-            hdf5_format.load_weights_from_hdf5_group(_GroupWithAttrs(group, attrs), model)
+            load_group(_GroupWithAttrs(group, attrs), model)
     if (backend or "").lower() != "theano":
         return []
     return flip_theano_kernels(model)

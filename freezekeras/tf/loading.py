@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -22,17 +21,15 @@ from freezekeras.kerasfile.keras1 import is_keras1
 from freezekeras.results import TensorSpec
 from freezekeras.tf.custom import load_custom_objects
 from freezekeras.tf.imports import import_tensorflow, import_tf_keras, quiet
+from freezekeras.tf.internals import (
+    APPLICATION_LAYERS,
+    application_layer,
+    builtin_layer_lookup,
+    layer_base_classes_restored,
+)
 from freezekeras.tf.layout import session_config
 from freezekeras.tf.legacy_weights import load_legacy_weights, needs_legacy_loading
 from freezekeras.tf.tensors import run_session, tensor_spec
-
-#: Layers of tf-keras' own applications that Keras cannot load by name (a ConvNeXt saved as .h5
-#: fails with "Unknown layer: 'LayerScale'", tensorflow/tensorflow#59767): name -> (module, a
-#: config key that tells tf-keras' layer from another of the same name).
-APPLICATION_LAYERS = {
-    "LayerScale": ("tf_keras.src.applications.convnext", "projection_dim"),
-    "StochasticDepth": ("tf_keras.src.applications.convnext", "drop_path_rate"),
-}
 
 _UNKNOWN_OBJECT = re.compile(
     r"Unknown (layer|activation|activation function|loss|metric|initializer|regularizer|"
@@ -108,7 +105,7 @@ def keras_session(info: KerasFileInfo, *, custom_objects: Path | None = None,
     if not allow_lambda:
         refuse_lambda_layers(info)
     graph = tf.Graph()
-    with _keras_classes_restored(tf_keras), graph.as_default(), quiet(verbose):
+    with layer_base_classes_restored(), graph.as_default(), quiet(verbose):
         session = tf.compat.v1.Session(graph=graph, config=session_config())  # NCHW runs on CPUs too
         try:
             with session.as_default():
@@ -119,32 +116,9 @@ def keras_session(info: KerasFileInfo, *, custom_objects: Path | None = None,
             session.close()
 
 
-@contextlib.contextmanager
-def _keras_classes_restored(tf_keras) -> Iterator[None]:
-    """Put back the base classes tf-keras swaps while a model is built in graph mode.
-
-    tf-keras picks a layer's v1 (graph) or v2 (eager) base class when the
-    layer is made, by assigning ``__bases__`` on the class itself; building
-    in our graph would leave the caller's eager models of the same classes
-    broken ("Your Layer or Model is in an invalid state").
-    """
-    classes, pending = [], [tf_keras.layers.Layer]
-    while pending:
-        cls = pending.pop()
-        classes.append(cls)
-        pending.extend(cls.__subclasses__())
-    saved = [(cls, cls.__bases__) for cls in classes]
-    try:
-        yield
-    finally:
-        for cls, bases in saved:
-            if cls.__bases__ != bases:
-                cls.__bases__ = bases
-
-
 def _load_model(tf_keras, info: KerasFileInfo, objects: dict[str, Any],
                 objects_file: Path | None) -> tuple[Any, tuple[str, ...]]:
-    unknown = set(_unknown_layer_classes(info.model_config, objects, _builtin_layers(tf_keras)))
+    unknown = set(_unknown_layer_classes(info.model_config, objects, builtin_layer_lookup()))
     supplied = _application_layers(info.model_config, unknown)
     unknown_layers = sorted(unknown - set(supplied))
     if unknown_layers:
@@ -181,11 +155,9 @@ def _application_layers(config: Any, unknown: set[str]) -> dict[str, Any]:
     """tf-keras' own classes for the :data:`APPLICATION_LAYERS` among ``unknown`` whose configs are theirs."""
     found = {}
     for name in unknown & set(APPLICATION_LAYERS):
-        module, key = APPLICATION_LAYERS[name]
         configs = [layer.get("config") or {} for layer in _layer_entries(config) if layer.get("class_name") == name]
-        if configs and all(key in layer_config for layer_config in configs):
-            with contextlib.suppress(ImportError, AttributeError):  # another tf-keras may have moved them
-                found[name] = getattr(importlib.import_module(module), name)
+        if configs and all(APPLICATION_LAYERS[name] in layer_config for layer_config in configs):
+            found[name] = application_layer(name)
     return found
 
 
@@ -226,15 +198,6 @@ def _custom_objects_hint(objects: dict[str, Any], objects_file: Path | None) -> 
                 "or a CUSTOM_OBJECTS dict naming them).")
     given = ", ".join(sorted(objects)) or "nothing"
     return f"{objects_file} does not define them (it gives: {given}); add them or a CUSTOM_OBJECTS dict."
-
-
-def _builtin_layers(tf_keras) -> Callable[[str], Any]:
-    """Keras' own lookup of built-in layer classes by name (``None`` when unknown)."""
-    try:  # a private module of the pinned tf-keras; it knows TensorFlowOpLayer, Functional...
-        from tf_keras.src.layers.serialization import get_builtin_layer
-    except ImportError:
-        return lambda name: getattr(tf_keras.layers, name, None) or tf_keras.utils.get_registered_object(name)
-    return lambda name: get_builtin_layer(name) or tf_keras.utils.get_registered_object(name)
 
 
 def _unknown_layer_classes(config: Any, objects: dict[str, Any], builtin: Callable[[str], Any]) -> Iterator[str]:

@@ -1,0 +1,129 @@
+"""The private TensorFlow and tf-keras entry points freezekeras relies on, all in one place.
+
+Each is used because no public API does the job (named in each function). A
+TensorFlow or tf-keras release may move any of them: then the function that
+reaches for it raises :class:`~freezekeras.errors.MovedInternalError`, naming
+the installed version and what moved, never a fallback that would turn the
+move into another error (an "unknown layer", a random-weights model).
+``tests/test_internals.py`` reaches for every one, so an upgrade that moves
+one fails there first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import Callable, Iterator
+from importlib import metadata
+from typing import Any
+
+from freezekeras.errors import MovedInternalError
+from freezekeras.tf.imports import import_tensorflow, import_tf_keras
+
+#: tf-keras' own application layers that Keras cannot load by name, and the config key that marks
+#: a layer's config as tf-keras' own (tensorflow/tensorflow#59767).
+APPLICATION_LAYERS = {"LayerScale": "projection_dim", "StochasticDepth": "drop_path_rate"}
+_CONVNEXT = "tf_keras.src.applications.convnext"
+
+
+def private(module: str, name: str | None = None) -> Any:
+    """``module`` (or its attribute ``name``), imported; :class:`MovedInternalError` if it is not there.
+
+    Args:
+        module: The dotted module path, e.g. ``"tf_keras.src.saving.legacy.hdf5_format"``.
+        name: An attribute of the module, or ``None`` for the module itself.
+    """
+    what = f"{module}.{name}" if name else module
+    try:
+        found = importlib.import_module(module)
+        return getattr(found, name) if name else found
+    except (ImportError, AttributeError) as exc:
+        raise MovedInternalError(
+            f"freezekeras needs {what}, which {_installed()} does not have ({type(exc).__name__}: {exc}). "
+            "Install the TensorFlow and tf-keras versions freezekeras pins (pip install freezekeras "
+            "again), or report it with the versions above."
+        ) from exc
+
+
+def hdf5_weight_loaders() -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """tf-keras' ``load_weights_from_hdf5_group`` and ``..._by_name``, which convert Keras 1 and Theano layouts.
+
+    ``model.load_weights`` converts old layouts only for files without a
+    ``keras_version``; these take the group with our normalised attributes.
+    """
+    import_tf_keras()
+    module = "tf_keras.src.saving.legacy.hdf5_format"
+    return private(module, "load_weights_from_hdf5_group"), private(module, "load_weights_from_hdf5_group_by_name")
+
+
+def builtin_layer_lookup() -> Callable[[str], Any]:
+    """tf-keras' lookup of its built-in layer classes by name, ``None`` when unknown.
+
+    It knows what ``tf_keras.layers`` does not export (``TensorFlowOpLayer``,
+    ``Functional``...), so a model that uses them is not taken for one with
+    custom layers.
+    """
+    tf_keras = import_tf_keras()
+    get_builtin_layer = private("tf_keras.src.layers.serialization", "get_builtin_layer")
+    return lambda name: get_builtin_layer(name) or tf_keras.utils.get_registered_object(name)
+
+
+def application_layer(name: str) -> type:
+    """tf-keras' own ``LayerScale`` or ``StochasticDepth`` (ConvNeXt), which ``load_model`` cannot find by name."""
+    import_tf_keras()
+    return private(_CONVNEXT, name)
+
+
+def optimize_graph(config: Any, meta_graph: Any) -> Any:
+    """Run Grappler with ``config`` on ``meta_graph`` and return the ``GraphDef`` (``tf_optimizer.OptimizeGraph``).
+
+    The public way to run Grappler is a session or ``tf.function``, neither of
+    which returns the rewritten graph.
+    """
+    import_tensorflow()
+    return private("tensorflow.python.grappler.tf_optimizer", "OptimizeGraph")(config, meta_graph)
+
+
+def rewriter_config() -> Any:
+    """Grappler's ``RewriterConfig`` message class (its enums: ``ONE``, ``NCHW_TO_NHWC``...)."""
+    import_tensorflow()
+    return private("tensorflow.core.protobuf.rewriter_config_pb2", "RewriterConfig")
+
+
+def deprecation_notices_silenced() -> contextlib.AbstractContextManager[Any]:
+    """TensorFlow's switch for its deprecation notices, which it logs whatever the logging setup."""
+    import_tensorflow()
+    return private("tensorflow.python.util.deprecation", "silence")()
+
+
+@contextlib.contextmanager
+def layer_base_classes_restored() -> Iterator[None]:
+    """Put back the base classes tf-keras swaps while a model is built in graph mode.
+
+    tf-keras picks a layer's v1 (graph) or v2 (eager) base class when the
+    layer is made, by assigning ``__bases__`` on the class itself; building
+    in our graph would leave the caller's eager models of the same classes
+    broken ("Your Layer or Model is in an invalid state").
+    """
+    classes, pending = [], [import_tf_keras().layers.Layer]
+    while pending:
+        cls = pending.pop()
+        classes.append(cls)
+        pending.extend(cls.__subclasses__())
+    saved = [(cls, cls.__bases__) for cls in classes]
+    try:
+        yield
+    finally:
+        for cls, bases in saved:
+            if cls.__bases__ != bases:
+                cls.__bases__ = bases
+
+
+def _installed() -> str:
+    versions = []
+    for name in ("tensorflow", "tf-keras"):
+        try:
+            versions.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{name} (not installed)")
+    return " with ".join(versions)

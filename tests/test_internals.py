@@ -1,0 +1,136 @@
+"""Every private TensorFlow and tf-keras entry point freezekeras relies on is where freezekeras reaches for it.
+
+A TensorFlow or tf-keras upgrade that moves one fails here, with a message that
+names the installed versions and what moved (:class:`MovedInternalError`).
+"""
+
+from __future__ import annotations
+
+import ast
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from freezekeras.errors import EXIT_INTERNAL_ERROR, MovedInternalError
+from freezekeras.tf import internals
+
+PACKAGE = Path(__file__).resolve().parents[1] / "freezekeras"
+
+
+def test_the_hdf5_weight_loaders_load_a_weights_group(tmp_path):
+    import h5py
+    import tf_keras
+
+    model = tf_keras.Sequential([tf_keras.Input((3,)), tf_keras.layers.Dense(2, name="d")])
+    model.save_weights(tmp_path / "w.h5")
+    copy = tf_keras.Sequential([tf_keras.Input((3,)), tf_keras.layers.Dense(2, name="d")])
+    load_group, load_group_by_name = internals.hdf5_weight_loaders()
+
+    with h5py.File(tmp_path / "w.h5", "r") as handle:
+        load_group(handle, copy)
+        np.testing.assert_array_equal(copy.get_weights()[0], model.get_weights()[0])
+        copy.layers[0].kernel.assign(np.zeros((3, 2), "float32"))
+        load_group_by_name(handle, copy)
+    np.testing.assert_array_equal(copy.get_weights()[0], model.get_weights()[0])
+
+
+def test_the_builtin_layer_lookup_knows_what_tf_keras_layers_does_not_export():
+    import tf_keras
+
+    lookup = internals.builtin_layer_lookup()
+
+    assert lookup("Dense") is tf_keras.layers.Dense
+    assert lookup("TensorFlowOpLayer") is not None and not hasattr(tf_keras.layers, "TensorFlowOpLayer")
+    assert lookup("NoSuchLayer") is None
+
+
+@pytest.mark.parametrize("name", sorted(internals.APPLICATION_LAYERS))
+def test_the_convnext_layers_are_tf_keras_layers_with_their_config_key(name):
+    import tf_keras
+
+    cls = internals.application_layer(name)
+
+    assert issubclass(cls, tf_keras.layers.Layer) and cls.__name__ == name
+    key = internals.APPLICATION_LAYERS[name]
+    arguments = {"LayerScale": {"init_values": 1e-6, "projection_dim": 4}, "StochasticDepth": {"drop_path_rate": 0.5}}
+    assert key in cls(**arguments[name]).get_config()
+
+
+def test_grappler_runs_with_the_rewriter_config(tmp_path):
+    import tensorflow as tf
+
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, (None, 2), name="x")
+        tf.identity(x * (tf.constant(2.0) + tf.constant(3.0)), name="y")
+    meta_graph = tf.compat.v1.train.export_meta_graph(graph_def=graph.as_graph_def(), graph=graph)
+    meta_graph.collection_def["train_op"].node_list.value.append("y")
+    config = tf.compat.v1.ConfigProto()
+    config.graph_options.rewrite_options.meta_optimizer_iterations = internals.rewriter_config().ONE
+    config.graph_options.rewrite_options.optimizers.append("constfold")
+
+    optimized = internals.optimize_graph(config, meta_graph)
+
+    assert {node.name for node in optimized.node} >= {"x", "y"}
+    assert len(optimized.node) < len(graph.as_graph_def().node)  # 2 + 3 folded into one constant
+    assert internals.rewriter_config().NCHW_TO_NHWC != internals.rewriter_config().NO_CONVERSION_ON_CPU
+
+
+def test_deprecation_notices_are_silenced_within_the_block():
+    from tensorflow.python.util import deprecation  # the module internals reaches into
+
+    with internals.deprecation_notices_silenced():
+        assert deprecation._PRINT_DEPRECATION_WARNINGS is False
+    assert deprecation._PRINT_DEPRECATION_WARNINGS is True
+
+
+def test_layer_base_classes_are_put_back():
+    import tensorflow as tf
+    import tf_keras
+
+    dense = tf_keras.layers.Dense
+    before = dense.__bases__
+    with internals.layer_base_classes_restored(), tf.Graph().as_default():
+        tf_keras.layers.Dense(1)(tf_keras.Input((2,)))
+        swapped = dense.__bases__
+    assert dense.__bases__ == before
+    assert swapped != before  # tf-keras did swap them in graph mode: the guard is not idle
+
+
+def test_a_moved_entry_point_names_the_versions_and_what_moved():
+    with pytest.raises(MovedInternalError) as caught:
+        internals.private("tf_keras.src.saving.legacy.hdf5_format", "no_such_loader")
+
+    message = str(caught.value)
+    assert caught.value.exit_code == EXIT_INTERNAL_ERROR
+    assert "tf_keras.src.saving.legacy.hdf5_format.no_such_loader" in message
+    assert f"tensorflow {metadata.version('tensorflow')}" in message
+    assert f"tf-keras {metadata.version('tf-keras')}" in message
+    with pytest.raises(MovedInternalError, match="tf_keras.src.nowhere"):
+        internals.private("tf_keras.src.nowhere")
+
+
+def _private_imports(path: Path) -> list[str]:
+    """The private TensorFlow/tf-keras modules ``path`` imports or names in a string."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            names = [node.value]
+        found += [name for name in names if name.startswith(("tensorflow.python", "tensorflow.core", "tf_keras.src",
+                                                              "keras.src"))]
+    return found
+
+
+def test_no_other_module_touches_private_entry_points():
+    offenders = {str(path.relative_to(PACKAGE)): _private_imports(path) for path in PACKAGE.rglob("*.py")
+                 if path.name != "internals.py" and _private_imports(path)}
+    assert offenders == {}
+    assert "__bases__ =" not in "".join(path.read_text() for path in PACKAGE.rglob("*.py")
+                                        if path.name != "internals.py")
