@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 #: The public names and the modules that define them (imported on first use, PEP 562).
 _PUBLIC = {
     "convert": "freezekeras.api",
-    "inspect": "freezekeras.api",
+    "inspect": "freezekeras.inspection",
     "convert_many": "freezekeras.batch",
     "expand_models": "freezekeras.batch",
     "FreezeKerasError": "freezekeras.errors",
@@ -47,9 +47,10 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from freezekeras.api import convert, inspect
+    from freezekeras.api import convert
     from freezekeras.batch import convert_many, expand_models
     from freezekeras.errors import FreezeKerasError
+    from freezekeras.inspection import inspect
     from freezekeras.results import (
         BatchItem,
         ConversionResult,

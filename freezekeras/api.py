@@ -1,4 +1,4 @@
-"""The Python API: :func:`convert` and :func:`inspect`.
+"""The Python API's :func:`convert` (:func:`~freezekeras.inspection.inspect` lives apart, free of TensorFlow).
 
 Neither prints nor exits: they return result dataclasses or raise a
 :class:`~freezekeras.errors.FreezeKerasError`.
@@ -16,22 +16,15 @@ from typing import Any
 
 from freezekeras.errors import (
     ConversionError,
-    ModelFileError,
     ReferenceMismatchError,
     UsageError,
     VerificationError,
     error_summary,
 )
-from freezekeras.graphdef.reading import graph_details, graph_inputs_outputs, read_graph_def
-from freezekeras.kerasfile.config import config_inspection, read_archive, weight_count
-from freezekeras.kerasfile.h5file import (
-    RESAVE_HINT,
-    read_keras_file,
-)
-from freezekeras.kerasfile.shapes import model_output_shapes
+from freezekeras.graphdef.reading import read_graph_def
+from freezekeras.kerasfile.h5file import read_keras_file
 from freezekeras.output import AtomicFile, output_path
-from freezekeras.paths import KERAS_SUFFIXES, check_input_path, file_signature
-from freezekeras.results import ConversionResult, ConvertOptions, InspectResult, TensorSpec
+from freezekeras.results import ConversionResult, ConvertOptions, TensorSpec
 from freezekeras.tf.freezing import (
     find_leftovers,
     freeze_graph,
@@ -156,98 +149,6 @@ def _warnings(graph_def: Any, keras: KerasSession, inputs: tuple[TensorSpec, ...
         *(f"stateful layer {name} is frozen with its state at zero: every run starts afresh"
           for name in _stateful_layers(keras.model)),
     )
-
-
-def inspect(path: str | os.PathLike, *, architecture: str | os.PathLike | None = None,
-            custom_objects: str | os.PathLike | None = None, allow_lambda: bool = False,
-            verbose: bool = False, build: bool = False) -> InspectResult:
-    """List the inputs and outputs of a Keras model or a frozen graph, and lint a graph.
-
-    Neither TensorFlow nor Keras is imported unless the model is built: a
-    graph is read with protobuf alone, a Keras model's config and weight
-    sizes with h5py. For a Keras model the names are the Keras layer names,
-    and each carries the graph ``node`` that :func:`convert` will name where
-    the rules of :mod:`freezekeras.kerasfile.config` know it (``None`` otherwise);
-    output shapes come from :mod:`freezekeras.kerasfile.shapes` (``None`` where it
-    cannot derive them) unless the model is built. For a graph,
-    inputs are the placeholders and outputs the nodes nothing consumes, and
-    ``details["lint"]`` holds what a serving runtime may reject.
-
-    Args:
-        path: A Keras ``.h5``/``.keras`` file or a ``GraphDef`` (``.pb``/``.pbtxt``).
-        architecture: For a weights-only ``.h5``: its JSON or YAML architecture.
-        custom_objects: A Python file defining the model's custom layers and
-            functions; implies ``build``.
-        allow_lambda: Load Lambda layers (runs their Python bytecode); implies ``build``.
-        verbose: Leave TensorFlow's logging on.
-        build: Build a Keras ``.h5`` model in tf-keras (imports TensorFlow)
-            for exact nodes, dtypes and output shapes.
-
-    Raises:
-        UsageError: The path is missing or a directory.
-        ModelFileError: The file is neither a Keras model nor a GraphDef.
-        LambdaLayerError: Building, the model holds Lambda layers and they are not allowed.
-        UnknownObjectError: Building, the model uses custom layers or functions.
-        ConversionError: Building, Keras failed to build the model.
-    """
-    path = Path(path)
-    check_input_path(path)
-    if path.suffix.lower() in KERAS_SUFFIXES or file_signature(path) is not None:
-        if build or custom_objects is not None or allow_lambda:
-            info = read_keras_file(path, architecture=_path_or_none(architecture))
-            with keras_session(info, custom_objects=_path_or_none(custom_objects),
-                               allow_lambda=allow_lambda, verbose=verbose) as keras:
-                return _keras_inspection(info, keras)
-        return _config_inspection(path, _path_or_none(architecture))
-    graph_def = read_graph_def(path)
-    inputs, outputs = graph_inputs_outputs(graph_def)
-    return InspectResult(path=path, format="graphdef", inputs=inputs, outputs=outputs,
-                         details=graph_details(graph_def))
-
-
-def _config_inspection(path: Path, architecture: Path | None) -> InspectResult:
-    """Inspect a Keras file from its config and weight sizes alone (h5py, no TensorFlow)."""
-    if file_signature(path) == "zip" and architecture is None:
-        config, keras_version, param_count = read_archive(path)
-        backend, kind = None, "keras-archive"
-    else:
-        import h5py
-
-        info = read_keras_file(path, architecture=architecture, keras3=True)
-        config, keras_version, backend, kind = info.model_config, info.keras_version, info.backend, "keras-h5"
-        with h5py.File(path, "r") as handle:
-            param_count = weight_count(handle)
-    keras2 = kind == "keras-h5" and (keras_version or "2.").startswith(("1.", "2."))  # Keras 1: translated
-    try:
-        inputs, outputs, layer_count = config_inspection(
-            config, predict_nodes=keras2, output_shapes=model_output_shapes(config) if keras2 else None)
-    except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
-        raise ModelFileError(
-            f"{path}: the model config is malformed ({type(exc).__name__}: {error_summary(exc)}). "
-            f"The file is damaged; {RESAVE_HINT}."
-        ) from exc
-    details = {"keras_version": keras_version, "backend": backend,
-               "layer_count": layer_count, "param_count": param_count}
-    return InspectResult(path=path, format=kind, inputs=inputs, outputs=outputs, details=details)
-
-
-def _keras_inspection(info, keras: KerasSession) -> InspectResult:
-    details = {
-        "keras_version": info.keras_version,
-        "backend": info.backend,
-        "layer_count": len(keras.model.layers),
-        "param_count": int(keras.model.count_params()),
-    }
-    return InspectResult(
-        path=info.path, format="keras-h5",
-        inputs=tuple(_by_layer(spec) for spec in keras.inputs()),
-        outputs=tuple(_by_layer(spec) for spec in keras.outputs()),
-        details=details,
-    )
-
-
-def _by_layer(spec: TensorSpec) -> TensorSpec:
-    return TensorSpec(name=spec.layer or spec.name, dtype=spec.dtype, shape=spec.shape, node=spec.name)
 
 
 def _select_outputs(keras: KerasSession, names: tuple[str, ...], path: Path) -> tuple[TensorSpec, ...]:

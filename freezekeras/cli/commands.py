@@ -344,9 +344,9 @@ def _convert_batch(models: tuple[Path, ...], options, *, as_json: bool, new_fold
 def inspect(path: Path, check: bool, build: bool, architecture: Path | None, custom_objects: Path | None,
             allow_lambda: bool, as_json: bool, verbose: bool) -> None:
     """List the inputs and outputs of PATH (a Keras .h5/.keras model or a frozen graph .pb/.pbtxt); lint a graph."""
-    from freezekeras.api import inspect as run_inspect
     from freezekeras.cli.rendering import inspection_text, to_json
     from freezekeras.errors import CheckFailedError, UsageError
+    from freezekeras.inspection import inspect as run_inspect
 
     result = run_inspect(path, architecture=architecture, custom_objects=custom_objects,
                          allow_lambda=allow_lambda, verbose=verbose, build=build)

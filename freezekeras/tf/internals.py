@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 from collections.abc import Callable, Iterator
-from importlib import metadata
 from typing import Any
 
 from freezekeras.errors import MovedInternalError
@@ -120,6 +119,8 @@ def layer_base_classes_restored() -> Iterator[None]:
 
 
 def _installed() -> str:
+    from importlib import metadata
+
     versions = []
     for name in ("tensorflow", "tf-keras"):
         try:

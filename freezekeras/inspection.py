@@ -1,0 +1,134 @@
+"""The Python API's :func:`inspect`: a Keras model's or a frozen graph's inputs and outputs.
+
+It imports neither TensorFlow nor the modules that need it, unless asked to
+build the model: the command line's ``inspect`` starts in about the time
+h5py takes to import.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from freezekeras.errors import ModelFileError, error_summary
+from freezekeras.paths import KERAS_SUFFIXES, check_input_path, file_signature
+from freezekeras.results import InspectResult, TensorSpec
+
+
+def inspect(path: str | os.PathLike, *, architecture: str | os.PathLike | None = None,
+            custom_objects: str | os.PathLike | None = None, allow_lambda: bool = False,
+            verbose: bool = False, build: bool = False) -> InspectResult:
+    """List the inputs and outputs of a Keras model or a frozen graph, and lint a graph.
+
+    Neither TensorFlow nor Keras is imported unless the model is built: a
+    graph is read with protobuf alone, a Keras model's config and weight
+    sizes with h5py. For a Keras model the names are the Keras layer names,
+    and each carries the graph ``node`` that :func:`convert` will name where
+    the rules of :mod:`freezekeras.kerasfile.config` know it (``None`` otherwise);
+    output shapes come from :mod:`freezekeras.kerasfile.shapes` (``None`` where it
+    cannot derive them) unless the model is built. For a graph,
+    inputs are the placeholders and outputs the nodes nothing consumes, and
+    ``details["lint"]`` holds what a serving runtime may reject.
+
+    Args:
+        path: A Keras ``.h5``/``.keras`` file or a ``GraphDef`` (``.pb``/``.pbtxt``).
+        architecture: For a weights-only ``.h5``: its JSON or YAML architecture.
+        custom_objects: A Python file defining the model's custom layers and
+            functions; implies ``build``.
+        allow_lambda: Load Lambda layers (runs their Python bytecode); implies ``build``.
+        verbose: Leave TensorFlow's logging on.
+        build: Build a Keras ``.h5`` model in tf-keras (imports TensorFlow)
+            for exact nodes, dtypes and output shapes.
+
+    Raises:
+        UsageError: The path is missing or a directory.
+        ModelFileError: The file is neither a Keras model nor a GraphDef.
+        LambdaLayerError: Building, the model holds Lambda layers and they are not allowed.
+        UnknownObjectError: Building, the model uses custom layers or functions.
+        ConversionError: Building, Keras failed to build the model.
+    """
+    path = Path(path)
+    check_input_path(path)
+    if path.suffix.lower() not in KERAS_SUFFIXES and file_signature(path) is None:
+        return _graph_inspection(path)
+    if build or custom_objects is not None or allow_lambda:
+        return _built_inspection(path, _path_or_none(architecture), _path_or_none(custom_objects),
+                                 allow_lambda=allow_lambda, verbose=verbose)
+    return _config_inspection(path, _path_or_none(architecture))
+
+
+# Each kind of file imports the modules it needs when it comes, so that inspecting a graph
+# loads no h5py and inspecting a Keras file no protobuf, and only building loads TensorFlow.
+
+def _built_inspection(path: Path, architecture: Path | None, custom_objects: Path | None, *,
+                      allow_lambda: bool, verbose: bool) -> InspectResult:
+    """Inspect a Keras file by building the model in tf-keras (imports TensorFlow)."""
+    from freezekeras.kerasfile.h5file import read_keras_file
+    from freezekeras.tf.loading import keras_session
+
+    info = read_keras_file(path, architecture=architecture)
+    with keras_session(info, custom_objects=custom_objects, allow_lambda=allow_lambda, verbose=verbose) as keras:
+        return _keras_inspection(info, keras)
+
+
+def _graph_inspection(path: Path) -> InspectResult:
+    """Inspect a ``GraphDef`` with protobuf alone (imported here: a Keras file does not need it)."""
+    from freezekeras.graphdef.reading import graph_details, graph_inputs_outputs, read_graph_def
+
+    graph_def = read_graph_def(path)
+    inputs, outputs = graph_inputs_outputs(graph_def)
+    return InspectResult(path=path, format="graphdef", inputs=inputs, outputs=outputs,
+                         details=graph_details(graph_def))
+
+
+def _config_inspection(path: Path, architecture: Path | None) -> InspectResult:
+    """Inspect a Keras file from its config and weight sizes alone (h5py, no TensorFlow)."""
+    from freezekeras.kerasfile.config import config_inspection, read_archive, weight_count
+    from freezekeras.kerasfile.h5file import RESAVE_HINT, read_keras_file
+    from freezekeras.kerasfile.shapes import model_output_shapes
+
+    if file_signature(path) == "zip" and architecture is None:
+        config, keras_version, param_count = read_archive(path)
+        backend, kind = None, "keras-archive"
+    else:
+        import h5py
+
+        info = read_keras_file(path, architecture=architecture, keras3=True)
+        config, keras_version, backend, kind = info.model_config, info.keras_version, info.backend, "keras-h5"
+        with h5py.File(path, "r") as handle:
+            param_count = weight_count(handle)
+    keras2 = kind == "keras-h5" and (keras_version or "2.").startswith(("1.", "2."))  # Keras 1: translated
+    try:
+        inputs, outputs, layer_count = config_inspection(
+            config, predict_nodes=keras2, output_shapes=model_output_shapes(config) if keras2 else None)
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+        raise ModelFileError(
+            f"{path}: the model config is malformed ({type(exc).__name__}: {error_summary(exc)}). "
+            f"The file is damaged; {RESAVE_HINT}."
+        ) from exc
+    details = {"keras_version": keras_version, "backend": backend,
+               "layer_count": layer_count, "param_count": param_count}
+    return InspectResult(path=path, format=kind, inputs=inputs, outputs=outputs, details=details)
+
+
+def _keras_inspection(info, keras) -> InspectResult:
+    details = {
+        "keras_version": info.keras_version,
+        "backend": info.backend,
+        "layer_count": len(keras.model.layers),
+        "param_count": int(keras.model.count_params()),
+    }
+    return InspectResult(
+        path=info.path, format="keras-h5",
+        inputs=tuple(_by_layer(spec) for spec in keras.inputs()),
+        outputs=tuple(_by_layer(spec) for spec in keras.outputs()),
+        details=details,
+    )
+
+
+def _by_layer(spec: TensorSpec) -> TensorSpec:
+    return TensorSpec(name=spec.layer or spec.name, dtype=spec.dtype, shape=spec.shape, node=spec.name)
+
+
+def _path_or_none(value: str | os.PathLike | None) -> Path | None:
+    return None if value is None else Path(value)
