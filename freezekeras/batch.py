@@ -10,14 +10,13 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from freezekeras.api import convert
-from freezekeras.errors import FreezeKerasError, InternalError, OutputError, UsageError
+from freezekeras.errors import FreezeKerasError, InternalError, OutputError, UsageError, most_serious
 from freezekeras.paths import H5_SUFFIXES, check_input_path
 from freezekeras.results import BatchItem, ConvertOptions
-
-#: A folder given as input stands for its files with these suffixes (case-insensitive).
 
 #: The error for an empty list of models.
 NO_MODEL = "no model given. Pass one or more .h5 files, folders or quoted glob patterns."
@@ -26,6 +25,41 @@ ResultCallback = Callable[[BatchItem], None]
 
 #: Called after each step of each model with the model, the step's name and its duration in seconds.
 BatchStepCallback = Callable[[Path, str, float], None]
+
+
+@dataclass
+class BatchReport:
+    """The outcomes of a batch, counted as they come (after black's ``Report``).
+
+    :meth:`add` each model's :class:`~freezekeras.results.BatchItem` when it is
+    done; :attr:`converted`, :attr:`failed` and :attr:`exit_code` tell where the
+    batch stands, and ``str()`` is its summary line, ``3 models: 2 converted, 1 failed``.
+    """
+
+    items: list[BatchItem] = field(default_factory=list)
+
+    def add(self, item: BatchItem) -> None:
+        """Count one model's outcome."""
+        self.items.append(item)
+
+    @property
+    def converted(self) -> int:
+        """How many models were converted (and written)."""
+        return sum(item.ok for item in self.items)
+
+    @property
+    def failed(self) -> int:
+        """How many models failed, for whatever reason."""
+        return len(self.items) - self.converted
+
+    @property
+    def exit_code(self) -> int:
+        """The most serious exit code of the models so far (:func:`~freezekeras.errors.most_serious`)."""
+        return most_serious(item.exit_code for item in self.items)
+
+    def __str__(self) -> str:
+        count = len(self.items)
+        return f"{count} model{'' if count == 1 else 's'}: {self.converted} converted, {self.failed} failed"
 
 
 def is_pattern(given: str | os.PathLike) -> bool:

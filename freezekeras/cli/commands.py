@@ -25,7 +25,6 @@ from freezekeras.errors import (
     EXIT_USAGE_ERROR,
     FreezeKerasError,
     InternalError,
-    most_serious,
 )
 
 DEPENDENCIES = ("tensorflow", "tf-keras", "h5py", "protobuf")
@@ -299,35 +298,34 @@ def _convert_single(model: Path, options, *, as_json: bool, new_folder: bool) ->
 
 def _convert_batch(models: tuple[Path, ...], options, *, as_json: bool, new_folder: bool) -> int:
     """Several models: a status line each and a summary on stderr; the reports on stdout."""
-    from freezekeras.batch import convert_many, expand_models
-    from freezekeras.cli.rendering import batch_json, batch_status, batch_summary, batch_text
+    from freezekeras.batch import BatchReport, convert_many, expand_models
+    from freezekeras.cli.rendering import batch_json, batch_status, batch_text
 
     debug = click.get_current_context().params.get("debug", False)
-    converted = []
+    report = BatchReport()
 
-    def report(item) -> None:
+    def done(item) -> None:
         if not item.ok:
-            _stop_if_signalled(len(converted))  # the failure may be the signal's, swallowed and replaced
+            _stop_if_signalled(report.converted)  # the failure may be the signal's, swallowed and replaced
         if debug and item.exception is not None:
             traceback.print_exception(item.exception)
         for warning in item.result.warnings if item.result is not None else ():
             click.echo(f"freezekeras: warning: {item.result.output}: {warning}", err=True)
         click.echo(f"freezekeras: {batch_status(item)}", err=True)
-        if item.ok:
-            converted.append(item.model)
-        _stop_if_signalled(len(converted))  # swallowed after the model's last step: it is written
+        report.add(item)
+        _stop_if_signalled(report.converted)  # swallowed after the model's last step: it is written
 
     try:
-        items = convert_many(expand_models(models), options, create_output=new_folder, on_result=report,
-                             on_step=_step_callback(None))
+        convert_many(expand_models(models), options, create_output=new_folder, on_result=done,
+                     on_step=_step_callback(None))
     except _Terminated as stop:
-        stop.converted = max(getattr(stop, "converted", 0), len(converted))
+        stop.converted = max(getattr(stop, "converted", 0), report.converted)
         raise
-    data = batch_json(items) if as_json else batch_text(items)
+    data = batch_json(report.items) if as_json else batch_text(report.items)
     if data:
         click.echo(data)
-    click.echo(f"freezekeras: {batch_summary(items)}", err=True)
-    return most_serious(item.exit_code for item in items)
+    click.echo(f"freezekeras: {report}", err=True)
+    return report.exit_code
 
 
 @main.command()

@@ -37,13 +37,6 @@ def batch_status(item: BatchItem) -> str:
     return f"{item.model}: converted -> {result.output} ({result.node_count} nodes, {verified})"
 
 
-def batch_summary(items: Sequence[BatchItem]) -> str:
-    """Return the last line of a batch: ``3 models: 2 converted, 1 failed``."""
-    converted = sum(item.ok for item in items)
-    return (f"{len(items)} model{'' if len(items) == 1 else 's'}: "
-            f"{converted} converted, {len(items) - converted} failed")
-
-
 def conversion_text(result: ConversionResult) -> str:
     """Return the readable report of a conversion: nodes to feed and fetch, verification."""
     lines = [f"wrote {result.output} ({result.node_count} nodes, {_size(result.size_bytes)})", ""]
