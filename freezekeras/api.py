@@ -39,7 +39,7 @@ from freezekeras.tf.layout import channels_first_nodes, relayout_note, to_channe
 from freezekeras.tf.loading import KerasSession, keras_session
 from freezekeras.tf.reference import Recording, check_recording, read_recording
 from freezekeras.tf.tensors import tensor_spec
-from freezekeras.tf.verification import BATCH_SIZE, FREE_DIM_SIZE, verify
+from freezekeras.tf.verification import BATCH_SIZE, FREE_DIM_SIZE, INT_HIGH, verify
 
 #: Called after each step of a conversion with the step's name and its duration in seconds.
 StepCallback = Callable[[str, float], None]
@@ -258,7 +258,7 @@ def _verification_error(path: Path, verification, warnings: Sequence[str]) -> Ve
     )
 
 
-def _integer_input_limit(model: Any, default: int = 10) -> int:
+def _integer_input_limit(model: Any, default: int = INT_HIGH) -> int:
     """Random integer inputs stay below this: the smallest Embedding or CategoryEncoding size, at most ``default``."""
     sizes = [getattr(layer, "input_dim", None) if type(layer).__name__ == "Embedding"
              else getattr(layer, "num_tokens", None) if type(layer).__name__ == "CategoryEncoding"

@@ -27,6 +27,8 @@ DTYPE_NAMES = {
     14: "bfloat16", 15: "qint16", 16: "quint16", 17: "uint16", 18: "complex128", 19: "float16",
     20: "resource", 21: "variant", 22: "uint32", 23: "uint64",
 }
+#: Names to TensorFlow's DataType enum values: ``DTYPE_CODES["float32"] == 1``.
+DTYPE_CODES = {name: code for code, name in DTYPE_NAMES.items()}
 #: Bytes per element of the fixed-size DataTypes (for the size of constants).
 DTYPE_SIZES = {1: 4, 2: 8, 3: 4, 4: 1, 5: 2, 6: 1, 8: 8, 9: 8, 10: 1, 11: 1, 12: 1, 13: 4,
                14: 2, 15: 2, 16: 2, 17: 2, 18: 16, 19: 2, 22: 4, 23: 8}
@@ -52,7 +54,7 @@ def message_class(name: str) -> type:
     return message_factory.GetMessageClass(_pool().FindMessageTypeByName(f"{PACKAGE}.{name}"))
 
 
-def GraphDef() -> Any:  # noqa: N802 - named like the message it makes
+def GraphDef() -> Any:  # named like the message it makes
     """A new, empty ``GraphDef`` message (fields as in TensorFlow's graph.proto)."""
     return message_class("GraphDef")()
 

@@ -9,24 +9,23 @@ from typing import Any
 
 from freezekeras.errors import ModelFileError
 from freezekeras.graphdef.lint import lint, output_nodes
-from freezekeras.graphdef.messages import DTYPE_SIZES, GraphDef, dtype_name
+from freezekeras.graphdef.messages import DTYPE_CODES, DTYPE_SIZES, GraphDef, dtype_name
 from freezekeras.paths import check_input_path
 from freezekeras.results import TensorSpec
 
 #: DataTypes whose constants count as parameters: float16, float32, float64, bfloat16.
-_FLOAT_TYPES = {1, 2, 14, 19}
+_FLOAT_TYPES = {DTYPE_CODES[name] for name in ("float32", "float64", "bfloat16", "float16")}
 #: Attributes that give a node's output type, most specific first.
 _DTYPE_ATTRS = ("dtype", "output_type", "out_type", "DstT", "Tout", "output_types", "T", "type")
 
 
-def read_graph_def(path: Path, *, verbose: bool = False, message: Any = None) -> Any:
+def read_graph_def(path: Path, *, message: Any = None) -> Any:
     """Read a ``GraphDef`` from a binary ``.pb`` or a protobuf text file, with protobuf alone.
 
     Args:
         path: The file.
-        verbose: Unused; kept for callers that pass it.
         message: An empty ``GraphDef`` to fill, e.g. TensorFlow's own
-            ``tf.compat.v1.GraphDef()``; default :func:`freezekeras.graphdef.GraphDef`,
+            ``tf.compat.v1.GraphDef()``; default :func:`freezekeras.graphdef.messages.GraphDef`,
             which needs no TensorFlow.
 
     Raises:
@@ -153,7 +152,7 @@ def _constant_sizes(graph_def: Any) -> tuple[int, int]:
         elements = math.prod(max(dim.size, 0) for dim in tensor.tensor_shape.dim)
         if tensor.dtype in _FLOAT_TYPES:
             params += elements
-        if tensor.dtype == 7:  # string
+        if tensor.dtype == DTYPE_CODES["string"]:
             size += sum(len(value) for value in tensor.string_val)
         else:
             size += elements * DTYPE_SIZES.get(tensor.dtype, 0)

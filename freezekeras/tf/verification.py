@@ -15,11 +15,13 @@ from freezekeras.tf.tensors import run_session
 BATCH_SIZE = 2
 #: Size given to any other unknown dimension (time steps, image sides).
 FREE_DIM_SIZE = 32
+#: Random integer inputs are below this (or the model's smallest Embedding or CategoryEncoding size).
+INT_HIGH = 10
 #: Default tolerance, relative to the largest absolute Keras output (at least 1).
 RELATIVE_ATOL = 1e-4
 
 
-def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, int_high: int = 10) -> dict[str, Any]:
+def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, int_high: int = INT_HIGH) -> dict[str, Any]:
     """Make deterministic random inputs for ``specs``, keyed by node name.
 
     Floats are uniform in [-1, 1); integers uniform in [0, ``int_high``);
@@ -119,7 +121,7 @@ def compare(names: Sequence[str], expected: Sequence[Any], actual: Sequence[Any]
 
 def verify(graph_def: Any, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
            reference: Callable[[dict[str, Any]], Sequence[Any]], *, seed: int = 0,
-           int_high: int = 10, atol: float | None = None) -> Verification:
+           int_high: int = INT_HIGH, atol: float | None = None) -> Verification:
     """Feed random inputs to ``graph_def`` and to ``reference`` and compare.
 
     Args:
