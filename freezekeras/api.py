@@ -11,6 +11,7 @@ import difflib
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,13 @@ from freezekeras.errors import (
     VerificationError,
     error_summary,
 )
-from freezekeras.graphdef.reading import read_graph_def
+from freezekeras.graphdef.reading import parse_graph_def, read_graph_def
+from freezekeras.graphdef.savedmodel import is_saved_model, read_signatures
 from freezekeras.kerasfile.h5file import read_keras_file
-from freezekeras.output import AtomicFile, output_path
-from freezekeras.results import ConversionResult, ConvertOptions, TensorSpec
+from freezekeras.kerasfile.keras3 import keras_generation, read_keras3_file
+from freezekeras.output import AtomicFile, StreamOutput, open_output, output_path
+from freezekeras.paths import check_input_path
+from freezekeras.results import DEFAULT_SIGNATURE, ConversionResult, ConvertOptions, TensorSpec
 from freezekeras.tf.freezing import (
     find_leftovers,
     freeze_graph,
@@ -33,8 +37,9 @@ from freezekeras.tf.freezing import (
     serialize,
     stable_function_names,
 )
+from freezekeras.tf.function_route import freeze_traced, keras3_model, saved_model, traced_tf_keras_model
 from freezekeras.tf.imports import import_tensorflow
-from freezekeras.tf.layers import all_layers
+from freezekeras.tf.layers import integer_input_limit, stateful_layers
 from freezekeras.tf.layout import channels_first_nodes, relayout_note, to_channels_last
 from freezekeras.tf.loading import KerasSession, keras_session
 from freezekeras.tf.reference import Recording, check_recording, read_recording
@@ -46,108 +51,227 @@ StepCallback = Callable[[str, float], None]
 
 def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
             on_step: StepCallback | None = None) -> ConversionResult:
-    """Freeze a Keras ``.h5`` model into a TensorFlow ``GraphDef`` file.
+    """Freeze a Keras model or a SavedModel into a TensorFlow ``GraphDef`` file.
 
-    The model is built in tf-keras in inference mode, frozen, written
+    Keras 1 and 2 ``.h5`` files are built in tf-keras in a graph session and
+    frozen there (the session route); Keras 3 files and SavedModel folders are
+    traced into a concrete function and frozen with
+    ``convert_variables_to_constants_v2`` (the function route, also
+    ``options.route="function"`` for Keras 2 files). The graph is written
     atomically and, unless ``options.verify`` is false, read back and checked
-    against Keras' own predictions before the file appears at its path. With
-    ``options.reference``, it is also checked against recorded predictions.
+    against the model's own predictions before the file appears at its path.
+    With ``options.reference``, it is also checked against recorded predictions.
 
     Args:
-        model: The Keras ``.h5`` file.
+        model: The Keras file (``.h5``, ``.keras``) or SavedModel folder.
         options: Conversion options; defaults when ``None``.
         on_step: Called with ``(step, seconds)`` after ``load``, ``freeze``,
             ``write``, ``verify`` and ``reference``.
 
     Returns:
-        The output path, the nodes to feed and fetch, and the verification.
+        The output path, the nodes to feed and fetch, the route, and the verification.
 
     Raises:
-        UsageError: A path or output node name is wrong, or the reference
-            file does not fit the model.
-        ModelFileError: The file is not a Keras model freezekeras can read.
+        UsageError: A path, route, signature or output node name is wrong, or
+            the reference file does not fit the model.
+        ModelFileError: The file is not a model freezekeras can read.
         LambdaLayerError: The model holds Lambda layers and they are not allowed.
         UnknownObjectError: The model uses custom layers or functions.
         ConversionError: Keras or TensorFlow failed.
-        VerificationError: The frozen graph's outputs differ from Keras';
+        VerificationError: The frozen graph's outputs differ from the model's;
             nothing is written.
         ReferenceMismatchError: They differ from the recorded predictions
             (a VerificationError too); nothing is written.
     """
     options = options or ConvertOptions()
     path = Path(model)
-    info = read_keras_file(path, architecture=_path_or_none(options.architecture), backend=options.backend)
+    plan = plan_route(path, options)
     recording = None if options.reference is None else read_recording(Path(options.reference))
     target = output_path(path, _path_or_none(options.output), text=options.text)
     timer = _Timer(on_step)
-    with AtomicFile(target) as out, contextlib.ExitStack() as stack:
+    with open_output(target) as out, contextlib.ExitStack() as stack:
         with timer.step("load"):
-            keras = stack.enter_context(keras_session(
-                info, custom_objects=_path_or_none(options.custom_objects),
-                allow_lambda=options.allow_lambda, verbose=options.verbose,
-            ))
-        outputs = _select_outputs(keras, options.output_nodes, path)
+            loaded = stack.enter_context(_load(plan, path, options))
         with timer.step("freeze"):
-            graph_def, inputs, relaid = _freeze(keras, outputs, path, keep_nchw=options.keep_nchw)
-        warnings = _warnings(graph_def, keras, inputs, relaid, kept=options.keep_nchw)
+            frozen = _freeze(plan, loaded, path, options)
         with timer.step("write"):
-            out.write(serialize(graph_def, text=options.text, source=path))
-        node_count = len(graph_def.node)
-        del graph_def  # verification reads the written file; a large model's constants need not be held twice
+            out.write(serialize(frozen.graph_def, text=options.text, source=path))
+        node_count = len(frozen.graph_def.node)
+        frozen.graph_def = None  # verification reads the written file; a large model's constants need not be held twice
         verification = reference = None
-        written = _read_back(out.temporary) if options.verify or recording is not None else None
+        written = _read_back(out) if options.verify or recording is not None else None
         if options.verify:
             with timer.step("verify"):
-                verification = _verify(keras, written, inputs, outputs, options, path)
+                verification = _verify(frozen, written, options, path)
             if not verification.passed:
-                raise _verification_error(path, verification, warnings)
+                raise _verification_error(path, verification, frozen.warnings)
         if recording is not None:
             with timer.step("reference"):
-                reference = _check_reference(written, recording, inputs, outputs, options, path)
+                reference = _check_reference(written, recording, frozen.inputs, frozen.outputs, options, path)
             if not reference.passed:
                 raise _reference_error(path, recording, reference)
         out.commit()
     return ConversionResult(
         model=path,
         output=target,
-        inputs=inputs,
-        outputs=outputs,
+        inputs=frozen.inputs,
+        outputs=frozen.outputs,
         node_count=node_count,
-        size_bytes=target.stat().st_size,
+        size_bytes=out.size,
         verification=verification,
-        warnings=warnings,
+        warnings=frozen.warnings,
         timings=timer.timings,
         reference=reference,
+        route=plan.route,
+        route_reason=plan.reason,
     )
 
 
-def _freeze(keras: KerasSession, outputs: tuple[TensorSpec, ...], path: Path, *,
-            keep_nchw: bool) -> tuple[Any, tuple[TensorSpec, ...], list[str]]:
-    """The frozen graph, inputs and outputs in the Keras order; the inputs it still has; and its
-    channels-first nodes (rewritten to NHWC, so that it runs on CPUs, unless ``keep_nchw``)."""
-    graph_def = freeze_graph(keras.session, keras.graph, [spec.name for spec in outputs], source=path)
-    relaid = channels_first_nodes(graph_def, functions=False)
-    if relaid and not keep_nchw:
-        graph_def = to_channels_last(graph_def, [spec.name for spec in outputs])
+@dataclass(frozen=True)
+class RoutePlan:
+    """Which route a model takes, and why; with what was read of the file (no TensorFlow yet).
+
+    Attributes:
+        route: ``"session"`` or ``"function"``.
+        reason: Why, in a few words, for the output.
+        kind: ``"keras2"`` (Keras 1 or 2 ``.h5``), ``"keras3"`` or ``"saved-model"``.
+        info: The file's metadata: a :class:`~freezekeras.kerasfile.h5file.KerasFileInfo`
+            or :class:`~freezekeras.kerasfile.keras3.Keras3FileInfo` (``None`` for a SavedModel).
+    """
+
+    route: str
+    reason: str
+    kind: str
+    info: Any = None
+
+
+def plan_route(path: Path, options: ConvertOptions) -> RoutePlan:
+    """Read ``path`` (without TensorFlow) and choose its route: the file decides, ``options.route`` only for Keras 2.
+
+    Raises:
+        UsageError: ``options.route`` asks for the session route for a Keras 3
+            model or a SavedModel, or an option applies to the other route.
+        ModelFileError: The file is not a model freezekeras can read.
+    """
+    check_input_path(path, saved_model=True)
+    architecture = _path_or_none(options.architecture)
+    if is_saved_model(path):
+        plan = RoutePlan("function", _saved_model_reason(path, options.signature), "saved-model")
+    elif keras_generation(path) == "keras3":
+        info = read_keras3_file(path, architecture=architecture)
+        plan = RoutePlan("function", f"a Keras {info.keras_version or '3'} model: Keras 3 traces into TensorFlow "
+                                     "functions", "keras3", info)
+    else:
+        info = read_keras_file(path, architecture=architecture, backend=options.backend)
+        chosen = options.route or "session"
+        version = f"Keras {info.keras_version}" if info.keras_version else "Keras"
+        plan = RoutePlan(chosen, f"a {version} .h5" + (", --route function" if options.route == "function" else ""),
+                         "keras2", info)
+    _check_route_options(plan, path, options)
+    return plan
+
+
+def _saved_model_reason(path: Path, signature: str) -> str:
+    """What a SavedModel holds, read without TensorFlow; refused if it lacks ``signature``."""
+    signatures = read_signatures(path)
+    if signature not in signatures:
+        raise UsageError(f"{path}: has no signature '{signature}'; it has: {', '.join(signatures) or 'none'}. "
+                         "Pass --signature with one of them.")
+    others = [key for key in signatures if key != signature]
+    also = f" (also: {', '.join(others)})" if others else ""
+    return f"a SavedModel, signature {signature}{also}; it holds TensorFlow graphs, and no Python from it runs"
+
+
+def _check_route_options(plan: RoutePlan, path: Path, options: ConvertOptions) -> None:
+    if options.route == "session" and plan.kind != "keras2":
+        what = "a SavedModel" if plan.kind == "saved-model" else "a Keras 3 model"
+        raise UsageError(f"{path}: is {what}, which only the function route freezes (the session route builds "
+                         "tf-keras models). Drop --route session.")
+    if plan.route == "function" and options.output_nodes:
+        raise UsageError(f"{path}: --output-node names nodes of the session route's graph; the function route "
+                         "freezes the model's own outputs. Drop --output-node, or convert with --route session.")
+    if plan.kind == "saved-model" and (options.architecture or options.custom_objects or options.allow_lambda):
+        raise UsageError(f"{path}: is a SavedModel, which runs no Python and needs no --architecture, "
+                         "--custom-objects or --allow-lambda. Drop them.")
+    if plan.kind != "saved-model" and options.signature != DEFAULT_SIGNATURE:
+        raise UsageError(f"{path}: --signature picks a SavedModel's signature; this is a Keras model. Drop it.")
+
+
+@dataclass
+class _Frozen:
+    """A frozen graph with what verification and the result need: nodes, warnings, the model's own predictions."""
+
+    graph_def: Any
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    warnings: tuple[str, ...]
+    predict: Callable[[dict[str, Any]], Sequence[Any]]
+    int_high: int
+
+
+def _load(plan: RoutePlan, path: Path, options: ConvertOptions) -> contextlib.AbstractContextManager[Any]:
+    """The model, built: a :class:`KerasSession` (session route) or a :class:`TracedModel` (function route)."""
+    custom_objects = _path_or_none(options.custom_objects)
+    if plan.kind == "saved-model":
+        return saved_model(path, signature=options.signature, verbose=options.verbose)
+    if plan.kind == "keras3":
+        return keras3_model(plan.info, custom_objects=custom_objects, allow_lambda=options.allow_lambda,
+                            verbose=options.verbose)
+    if plan.route == "function":
+        return traced_tf_keras_model(plan.info, custom_objects=custom_objects, allow_lambda=options.allow_lambda,
+                                     verbose=options.verbose)
+    return keras_session(plan.info, custom_objects=custom_objects, allow_lambda=options.allow_lambda,
+                         verbose=options.verbose)
+
+
+def _freeze(plan: RoutePlan, loaded: Any, path: Path, options: ConvertOptions) -> _Frozen:
+    if plan.route == "session":
+        return _freeze_session(loaded, path, options)
+    graph_def = freeze_traced(loaded, source=path)
+    graph_def, relaid = _relayout(graph_def, [spec.name for spec in loaded.outputs], keep_nchw=options.keep_nchw)
+    kept = {node.name for node in graph_def.node}
+    inputs = tuple(spec for spec in loaded.inputs if spec.name in kept)
+    warnings = _warnings(graph_def, loaded.notes, relaid, options.keep_nchw,
+                         unused=[spec.name for spec in loaded.inputs if spec not in inputs], stateful=loaded.stateful)
+    return _Frozen(graph_def, inputs, loaded.outputs, warnings, loaded.predict, loaded.int_high)
+
+
+def _freeze_session(keras: KerasSession, path: Path, options: ConvertOptions) -> _Frozen:
+    """The session route's frozen graph: inputs and outputs in the Keras order, channels-first nodes
+    rewritten to NHWC (so that it runs on CPUs) unless ``keep_nchw``."""
+    outputs = _select_outputs(keras, options.output_nodes, path)
+    names = [spec.name for spec in outputs]
+    graph_def = freeze_graph(keras.session, keras.graph, names, source=path)
+    graph_def, relaid = _relayout(graph_def, names, keep_nchw=options.keep_nchw)
     stable_function_names(graph_def)
     kept = {node.name for node in graph_def.node}
     inputs = tuple(spec for spec in keras.inputs() if spec.name in kept)
-    order_nodes(graph_def, first=[spec.name for spec in inputs], last=[spec.name for spec in outputs])
-    record_output_shapes(graph_def, keras.graph, [spec.name for spec in outputs])
-    return graph_def, inputs, relaid
+    order_nodes(graph_def, first=[spec.name for spec in inputs], last=names)
+    record_output_shapes(graph_def, keras.graph, names)
+    warnings = _warnings(graph_def, keras.notes, relaid, options.keep_nchw,
+                         unused=[spec.name for spec in keras.inputs() if spec not in inputs],
+                         stateful=stateful_layers(keras.model))
+    return _Frozen(graph_def, inputs, outputs, warnings, lambda feeds: keras.run(names, feeds),
+                   integer_input_limit(keras.model, INT_HIGH))
 
 
-def _warnings(graph_def: Any, keras: KerasSession, inputs: tuple[TensorSpec, ...],
-              relaid: list[str], *, kept: bool) -> tuple[str, ...]:
+def _relayout(graph_def: Any, outputs: Sequence[str], *, keep_nchw: bool) -> tuple[Any, list[str]]:
+    """``graph_def`` with its channels-first nodes computing in NHWC (unless ``keep_nchw``), and those nodes."""
+    relaid = channels_first_nodes(graph_def, functions=False)
+    if relaid and not keep_nchw:
+        graph_def = to_channels_last(graph_def, outputs)
+    return graph_def, relaid
+
+
+def _warnings(graph_def: Any, notes: Sequence[str], relaid: list[str], kept: bool, *, unused: Sequence[str],
+              stateful: Sequence[str]) -> tuple[str, ...]:
     """What a user should know about the frozen graph before serving it."""
-    unused = [spec.name for spec in keras.inputs() if spec not in inputs]
     return (
-        *keras.notes,
+        *notes,
         *([relayout_note(relaid, kept=kept)] if relaid else []),
         *find_leftovers(graph_def),
         *(f"input {name} is not used by the outputs, so the frozen graph has no such node" for name in unused),
-        *(f"stateful layer {name} is frozen with its state at zero: every run starts afresh"
-          for name in _stateful_layers(keras.model)),
+        *(f"stateful layer {name} is frozen with its state at zero: every run starts afresh" for name in stateful),
     )
 
 
@@ -198,22 +322,26 @@ def _layer_output_node(model: Any, name: str) -> str | None:
     return tensor.op.name
 
 
-def _read_back(written: Path) -> Any:
-    """The graph as written (what verification checks), as TensorFlow's own ``GraphDef``."""
-    return read_graph_def(written, message=import_tensorflow().compat.v1.GraphDef())
+def _read_back(out: AtomicFile | StreamOutput) -> Any:
+    """The graph as written (what verification checks), as TensorFlow's own ``GraphDef``.
+
+    Read back from the temporary file; for a target written into only at the end (stdout,
+    ``/dev/null``, a FIFO), which cannot be read back, parsed from the bytes kept for it.
+    """
+    message = import_tensorflow().compat.v1.GraphDef()
+    if out.temporary is None:
+        return parse_graph_def(out.data, out.target, message=message)
+    return read_graph_def(out.temporary, message=message)
 
 
-def _verify(keras: KerasSession, graph_def: Any, inputs, outputs, options: ConvertOptions, path: Path):
+def _verify(frozen: _Frozen, graph_def: Any, options: ConvertOptions, path: Path):
     tf = import_tensorflow()
     try:
-        return verify(
-            graph_def, inputs, outputs,
-            reference=lambda feeds: keras.run([spec.name for spec in outputs], feeds),
-            seed=options.seed, int_high=_integer_input_limit(keras.model), atol=options.atol,
-        )
+        return verify(graph_def, frozen.inputs, frozen.outputs, reference=frozen.predict, seed=options.seed,
+                      int_high=frozen.int_high, atol=options.atol)
     except ConversionError as exc:
         raise ConversionError(f"{path}: {exc}") from exc
-    except tf.errors.OpError as exc:  # e.g. random inputs too small for the model
+    except (tf.errors.OpError, ValueError) as exc:  # e.g. random inputs too small for the model
         raise ConversionError(
             f"{path}: running the model on random inputs for verification failed "
             f"({error_summary(exc)}; unknown dimensions were given size {FREE_DIM_SIZE}, the batch "
@@ -256,18 +384,6 @@ def _verification_error(path: Path, verification, warnings: Sequence[str]) -> Ve
         f"nothing was written. {why}",
         verification=verification,
     )
-
-
-def _integer_input_limit(model: Any, default: int = INT_HIGH) -> int:
-    """Random integer inputs stay below this: the smallest Embedding or CategoryEncoding size, at most ``default``."""
-    sizes = [getattr(layer, "input_dim", None) if type(layer).__name__ == "Embedding"
-             else getattr(layer, "num_tokens", None) if type(layer).__name__ == "CategoryEncoding"
-             else None for layer in all_layers(model)]
-    return max(1, min([default] + [int(size) for size in sizes if size]))
-
-
-def _stateful_layers(model: Any) -> list[str]:
-    return sorted({layer.name for layer in all_layers(model) if getattr(layer, "stateful", False)})
 
 
 def _path_or_none(value: str | os.PathLike | None) -> Path | None:

@@ -15,11 +15,12 @@ from pathlib import Path
 
 from freezekeras.api import convert
 from freezekeras.errors import FreezeKerasError, InternalError, OutputError, UsageError, most_serious
-from freezekeras.paths import H5_SUFFIXES, check_input_path
+from freezekeras.output import is_stdout
+from freezekeras.paths import KERAS_SUFFIXES, is_saved_model_dir
 from freezekeras.results import BatchItem, ConvertOptions
 
 #: The error for an empty list of models.
-NO_MODEL = "no model given. Pass one or more .h5 files, folders or quoted glob patterns."
+NO_MODEL = "no model given. Pass one or more .h5 or .keras files, SavedModel folders, folders or quoted glob patterns."
 #: Called after each model with its outcome, before the next model starts.
 ResultCallback = Callable[[BatchItem], None]
 
@@ -68,13 +69,19 @@ def is_pattern(given: str | os.PathLike) -> bool:
     return glob.escape(text) != text and not os.path.lexists(text)
 
 
-def expand_models(paths: Sequence[str | os.PathLike]) -> list[Path]:
-    """The model files that ``paths`` name, in order.
+def stands_for_itself(path: Path) -> bool:
+    """``path`` is one model: a file, a SavedModel folder (``saved_model.pb`` inside), or a path that does not exist."""
+    return not path.is_dir() or is_saved_model_dir(path)
 
-    A file (or a path that does not exist) stands for itself; a folder for
-    its ``*.h5`` and ``*.hdf5`` files, sorted, not those of its subfolders and
-    not hidden ones; a glob pattern (see :func:`is_pattern`) for the files it
-    matches, sorted, ``**`` matching any depth of folders.
+
+def expand_models(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """The models that ``paths`` name, in order.
+
+    A file, a SavedModel folder (or a path that does not exist) stands for
+    itself; another folder for its ``*.h5``, ``*.hdf5`` and ``*.keras`` files,
+    sorted, not those of its subfolders and not hidden ones; a glob pattern
+    (see :func:`is_pattern`) for the files it matches, sorted, ``**`` matching
+    any depth of folders.
 
     Raises:
         UsageError: ``paths`` is empty, or a folder or pattern names no model file.
@@ -85,7 +92,7 @@ def expand_models(paths: Sequence[str | os.PathLike]) -> list[Path]:
     for given in paths:
         if is_pattern(given):
             models += _matches(os.fspath(given))
-        elif Path(given).is_dir():
+        elif not stands_for_itself(Path(given)):
             models += _folder_models(Path(given))
         else:
             models.append(Path(given))
@@ -102,12 +109,11 @@ def _matches(pattern: str) -> list[Path]:
 
 def _folder_models(folder: Path) -> list[Path]:
     found = sorted(entry for entry in folder.iterdir()
-                   if entry.suffix.lower() in H5_SUFFIXES and not entry.name.startswith(".") and entry.is_file())
+                   if entry.suffix.lower() in KERAS_SUFFIXES and not entry.name.startswith(".") and entry.is_file())
     if not found:
-        if (folder / "saved_model.pb").exists():
-            check_input_path(folder)  # raises the SavedModel error
-        raise UsageError(f"{folder}: is a directory with no .h5 or .hdf5 file in it. Pass a Keras .h5 model "
-                         f"file, a folder holding some, or a quoted pattern such as '{folder}/**/*.h5'.")
+        raise UsageError(f"{folder}: is a directory with no .h5, .hdf5 or .keras file in it. Pass a Keras model "
+                         f"file, a SavedModel folder, a folder holding models, or a quoted pattern such as "
+                         f"'{folder}/**/*.h5'.")
     return found
 
 
@@ -164,6 +170,10 @@ def _check_batch(paths: list[Path], options: ConvertOptions, *, create_output: b
             raise UsageError(f"{option} applies to one model, and {len(paths)} were given; "
                              "convert that model on its own.")
     folder = options.output
+    if is_stdout(folder):
+        raise UsageError(f"-o - (stdout) takes one model file, not a batch (several models, a folder or a "
+                         f"pattern: {len(paths)} model{'s' if len(paths) != 1 else ''} here). Pass a folder "
+                         "with -o, or convert one model file at a time.")
     if folder is not None and not folder.is_dir():
         if folder.exists():
             raise OutputError(f"{folder}: is not a folder; -o for a batch of models is a folder. "

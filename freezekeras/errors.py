@@ -32,11 +32,15 @@ EXIT_INTERNAL_ERROR = 70
 EXIT_CODES = (
     ("0", "success", "the command did what it was asked"),
     (str(EXIT_MODEL_ERROR), "model or conversion error",
-     "the input cannot be converted or read: not a Keras model, a damaged file, weights only without "
-     "--architecture, Lambda layers without --allow-lambda, an unknown custom layer, a graph of 2 GiB or more"),
+     "the input cannot be converted or read: not a Keras model or SavedModel, a damaged file, weights only "
+     "without --architecture, Lambda layers without --allow-lambda, an unknown custom layer or function, a "
+     "--custom-objects file that raises, lookup tables (StringLookup, IntegerLookup), Keras or TensorFlow "
+     "failed, verification inputs the model cannot run on, a graph of 2 GiB or more"),
     (str(EXIT_USAGE_ERROR), "usage error",
-     "a path or option on the command line is wrong: a missing file, an output that cannot be written, "
-     "an unknown --output-node, a --reference file that does not fit the model"),
+     "a path or option on the command line is wrong: a missing input, --custom-objects or --architecture "
+     "file, a folder that holds no model, an output equal to the input, in a missing folder or not writable, "
+     "an unknown --output-node or --signature, an option the model's route does not take, a bad option "
+     "value, a --reference file that does not fit the model"),
     (str(EXIT_VERIFICATION_FAILED), "verification failed",
      "the frozen graph does not compute what the Keras model computes, or does not reproduce the "
      "--reference predictions; nothing is written"),

@@ -10,15 +10,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from freezekeras.errors import ModelFileError, error_summary
+from freezekeras.errors import ModelFileError, UsageError, error_summary
 from freezekeras.paths import KERAS_SUFFIXES, check_input_path, file_signature
-from freezekeras.results import InspectResult, TensorSpec
+from freezekeras.results import DEFAULT_SIGNATURE, InspectResult, TensorSpec
 
 
 def inspect(path: str | os.PathLike, *, architecture: str | os.PathLike | None = None,
             custom_objects: str | os.PathLike | None = None, allow_lambda: bool = False,
-            verbose: bool = False, build: bool = False) -> InspectResult:
-    """List the inputs and outputs of a Keras model or a frozen graph, and lint a graph.
+            verbose: bool = False, build: bool = False, signature: str = DEFAULT_SIGNATURE) -> InspectResult:
+    """List the inputs and outputs of a Keras model, a SavedModel or a frozen graph, and lint a graph.
 
     Neither TensorFlow nor Keras is imported unless the model is built: a
     graph is read with protobuf alone, a Keras model's config and weight
@@ -30,25 +30,48 @@ def inspect(path: str | os.PathLike, *, architecture: str | os.PathLike | None =
     inputs are the placeholders and outputs the nodes nothing consumes, and
     ``details["lint"]`` holds what a serving runtime may reject.
 
+    A Keras 3 file (``.keras`` archive, Keras 3 ``.h5``, or a Keras 3
+    weights file with ``architecture``) is read with
+    :mod:`freezekeras.kerasfile.keras3`: each input and output carries the
+    ``node`` convert's function route names (its naming rule), and
+    ``details["route"]`` is ``"function"`` (``"session"`` for Keras 1 and 2
+    files); ``details["repairs"]`` lists the config repairs made, if any.
+    A SavedModel folder is read with protobuf alone: the inputs and outputs of
+    ``signature`` (named by key, the nodes convert writes), and what the
+    folder holds (:func:`freezekeras.graphdef.savedmodel.saved_model_facts`).
+
     Args:
-        path: A Keras ``.h5``/``.keras`` file or a ``GraphDef`` (``.pb``/``.pbtxt``).
-        architecture: For a weights-only ``.h5``: its JSON or YAML architecture.
+        path: A Keras ``.h5``/``.keras`` file, a SavedModel folder or a ``GraphDef`` (``.pb``/``.pbtxt``).
+        architecture: For a weights-only ``.h5``: its JSON or YAML architecture (Keras 3
+            weights: a ``.keras`` archive's ``config.json``, ``model.to_json()``, or the archive).
         custom_objects: A Python file defining the model's custom layers and
             functions; implies ``build``.
         allow_lambda: Load Lambda layers (runs their Python bytecode); implies ``build``.
         verbose: Leave TensorFlow's logging on.
         build: Build a Keras ``.h5`` model in tf-keras (imports TensorFlow)
             for exact nodes, dtypes and output shapes.
+        signature: The SavedModel signature to list (SavedModel folders only).
 
     Raises:
-        UsageError: The path is missing or a directory.
+        UsageError: The path is missing or a directory (other than a SavedModel);
+            a SavedModel has no signature ``signature``; an option that does not apply.
         ModelFileError: The file is neither a Keras model nor a GraphDef.
         LambdaLayerError: Building, the model holds Lambda layers and they are not allowed.
         UnknownObjectError: Building, the model uses custom layers or functions.
         ConversionError: Building, Keras failed to build the model.
     """
     path = Path(path)
-    check_input_path(path)
+    check_input_path(path, saved_model=True)
+    if path.is_dir():
+        given = [option for option, value in (("--architecture", architecture), ("--custom-objects", custom_objects),
+                                              ("--allow-lambda", allow_lambda), ("--build", build)) if value]
+        if given:
+            raise UsageError(f"{path}: is a SavedModel folder, read from its signatures; "
+                             f"{', '.join(given)} applies to Keras files. Drop it.")
+        return _saved_model_inspection(path, signature)
+    if signature != DEFAULT_SIGNATURE:
+        raise UsageError(f"{path}: --signature picks a SavedModel folder's signature, and this is a file. "
+                         "Drop --signature.")
     if path.suffix.lower() not in KERAS_SUFFIXES and file_signature(path) is None:
         return _graph_inspection(path)
     if build or custom_objects is not None or allow_lambda:
@@ -62,13 +85,32 @@ def inspect(path: str | os.PathLike, *, architecture: str | os.PathLike | None =
 
 def _built_inspection(path: Path, architecture: Path | None, custom_objects: Path | None, *,
                       allow_lambda: bool, verbose: bool) -> InspectResult:
-    """Inspect a Keras file by building the model in tf-keras (imports TensorFlow)."""
+    """Inspect a Keras file by building the model (imports TensorFlow): tf-keras in a graph session,
+    or Keras 3 traced as convert's function route traces it."""
     from freezekeras.kerasfile.h5file import read_keras_file
+    from freezekeras.kerasfile.keras3 import keras_generation
     from freezekeras.tf.loading import keras_session
 
+    if keras_generation(path) == "keras3":
+        return _built_keras3_inspection(path, architecture, custom_objects, allow_lambda=allow_lambda,
+                                        verbose=verbose)
     info = read_keras_file(path, architecture=architecture)
     with keras_session(info, custom_objects=custom_objects, allow_lambda=allow_lambda, verbose=verbose) as keras:
         return _keras_inspection(info, keras)
+
+
+def _built_keras3_inspection(path: Path, architecture: Path | None, custom_objects: Path | None, *,
+                             allow_lambda: bool, verbose: bool) -> InspectResult:
+    from freezekeras.kerasfile.keras3 import read_keras3_file
+    from freezekeras.tf.function_route import keras3_model
+
+    info = read_keras3_file(path, architecture=architecture)
+    with keras3_model(info, custom_objects=custom_objects, allow_lambda=allow_lambda, verbose=verbose) as traced:
+        model = traced.owner
+        details = {"keras_version": info.keras_version, "backend": None, "layer_count": len(model.layers),
+                   "param_count": int(model.count_params()), "route": "function"}
+        return InspectResult(path=path, format=info.kind, inputs=tuple(_by_layer(spec) for spec in traced.inputs),
+                             outputs=tuple(_by_layer(spec) for spec in traced.outputs), details=details)
 
 
 def _graph_inspection(path: Path) -> InspectResult:
@@ -81,23 +123,60 @@ def _graph_inspection(path: Path) -> InspectResult:
                          details=graph_details(graph_def))
 
 
+def _saved_model_inspection(path: Path, signature: str) -> InspectResult:
+    """Inspect a SavedModel folder with protobuf alone: one signature, and what the folder holds."""
+    from freezekeras.graphdef.savedmodel import read_saved_model, saved_model_facts, serving_meta_graph, signatures_of
+
+    signatures = signatures_of(serving_meta_graph(read_saved_model(path)))
+    if signature not in signatures:
+        raise UsageError(f"{path}: has no signature '{signature}'; it has: {', '.join(signatures) or 'none'}. "
+                         "Pass --signature with one of them.")
+    chosen = signatures[signature]
+    details = {"signature": signature, "route": "function", **saved_model_facts(path)}
+    return InspectResult(path=path, format="saved-model", inputs=chosen.inputs, outputs=chosen.outputs,
+                         details=details)
+
+
+def _keras3_inspection(path: Path, architecture: Path | None) -> InspectResult:
+    """Inspect a Keras 3 file from its (repaired) config and weight sizes (h5py and zipfile, no Keras)."""
+    from freezekeras.kerasfile.keras3 import config_specs, parameter_count, read_keras3_file
+
+    info = read_keras3_file(path, architecture=architecture)
+    try:
+        inputs, outputs, layer_count = config_specs(info.config, source=path)
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+        raise ModelFileError(
+            f"{path}: the model config is malformed ({type(exc).__name__}: {error_summary(exc)}). "
+            "The file is damaged; save the model again with model.save('model.keras')."
+        ) from exc
+    param_count, backend = parameter_count(info)
+    details = {"keras_version": info.keras_version, "backend": backend, "layer_count": layer_count,
+               "param_count": param_count, "route": "function"}
+    if info.architecture is not None:
+        details["architecture"] = str(info.architecture)
+    if info.notes:
+        details["repairs"] = list(info.notes)
+    return InspectResult(path=path, format=info.kind, inputs=inputs, outputs=outputs, details=details)
+
+
 def _config_inspection(path: Path, architecture: Path | None) -> InspectResult:
     """Inspect a Keras file from its config and weight sizes alone (h5py, no TensorFlow)."""
-    from freezekeras.kerasfile.config import config_inspection, read_archive, weight_count
-    from freezekeras.kerasfile.h5file import RESAVE_HINT, read_keras_file
+    from freezekeras.kerasfile.keras3 import keras_generation
+
+    if keras_generation(path) == "keras3":
+        return _keras3_inspection(path, architecture)
+
+    import h5py
+
+    from freezekeras.kerasfile.config import config_inspection, weight_count
+    from freezekeras.kerasfile.h5file import RESAVE_HINT, read_keras_file, reading_hdf5
     from freezekeras.kerasfile.shapes import model_output_shapes
 
-    if file_signature(path) == "zip" and architecture is None:
-        config, keras_version, param_count = read_archive(path)
-        backend, kind = None, "keras-archive"
-    else:
-        import h5py
-
-        info = read_keras_file(path, architecture=architecture, keras3=True)
-        config, keras_version, backend, kind = info.model_config, info.keras_version, info.backend, "keras-h5"
-        with h5py.File(path, "r") as handle:
-            param_count = weight_count(handle)
-    keras2 = kind == "keras-h5" and (keras_version or "2.").startswith(("1.", "2."))  # Keras 1: translated
+    info = read_keras_file(path, architecture=architecture)
+    config, keras_version, backend, kind = info.model_config, info.keras_version, info.backend, "keras-h5"
+    with reading_hdf5(path), h5py.File(path, "r") as handle:
+        param_count = weight_count(handle)
+    keras2 = (keras_version or "2.").startswith(("1.", "2."))  # Keras 1: translated
     try:
         inputs, outputs, layer_count = config_inspection(
             config, predict_nodes=keras2, output_shapes=model_output_shapes(config) if keras2 else None)
@@ -107,7 +186,7 @@ def _config_inspection(path: Path, architecture: Path | None) -> InspectResult:
             f"The file is damaged; {RESAVE_HINT}."
         ) from exc
     details = {"keras_version": keras_version, "backend": backend,
-               "layer_count": layer_count, "param_count": param_count}
+               "layer_count": layer_count, "param_count": param_count, "route": "session"}
     return InspectResult(path=path, format=kind, inputs=inputs, outputs=outputs, details=details)
 
 
@@ -117,6 +196,7 @@ def _keras_inspection(info, keras) -> InspectResult:
         "backend": info.backend,
         "layer_count": len(keras.model.layers),
         "param_count": int(keras.model.count_params()),
+        "route": "session",
     }
     return InspectResult(
         path=info.path, format="keras-h5",

@@ -20,23 +20,33 @@ H5_SUFFIXES = (".h5", ".hdf5")
 KERAS_SUFFIXES = (*H5_SUFFIXES, ".keras")
 
 
-def check_input_path(path: Path, *, option: str | None = None, expected: str = "a Keras .h5 model file") -> None:
+#: The file that makes a folder a TensorFlow SavedModel (binary, or protobuf text).
+SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
+
+
+def is_saved_model_dir(path: Path) -> bool:
+    """Whether ``path`` is a folder holding ``saved_model.pb`` (or ``saved_model.pbtxt``)."""
+    return path.is_dir() and any((path / name).is_file() for name in SAVED_MODEL_FILES)
+
+
+def check_input_path(path: Path, *, option: str | None = None, expected: str = "a Keras model file or a SavedModel folder",
+                     saved_model: bool = False) -> None:
     """Raise :class:`UsageError` unless ``path`` names an existing, readable regular file.
 
     Args:
         path: The path given.
         option: The command-line option that named it (``--architecture``), for the message.
         expected: What the file should be, for the message.
+        saved_model: Accept a SavedModel folder too (:func:`is_saved_model_dir`), if readable.
     """
     given = f" (given as {option})" if option else ""
     if not path.exists():
         raise UsageError(f"{path}: no such file{given}. Check the path and try again.")
     if path.is_dir():
-        if option is None and (path / "saved_model.pb").exists():
-            raise UsageError(
-                f"{path}: is a SavedModel folder, not a Keras .h5 file. "
-                "Load it in Keras and save it with model.save('model.h5'), then convert that file."
-            )
+        if saved_model and is_saved_model_dir(path):
+            if not os.access(path, os.R_OK | os.X_OK):
+                raise UsageError(f"{path}: cannot be read (permission denied){given}. Check its permissions.")
+            return
         raise UsageError(f"{path}: is a directory{given}. Pass {expected}.")
     if not os.access(path, os.R_OK):
         raise UsageError(f"{path}: cannot be read (permission denied){given}. Check its permissions.")

@@ -44,6 +44,10 @@ class TensorSpec:
 
 #: The Keras backends a file may have been trained with, as ``--backend`` names them.
 BACKENDS = ("tensorflow", "theano")
+#: The two ways to freeze: a tf-keras graph session, or a traced concrete function.
+ROUTES = ("session", "function")
+#: The SavedModel signature converted unless ``signature`` says otherwise.
+DEFAULT_SIGNATURE = "serving_default"
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,9 @@ class ConvertOptions:
     Attributes:
         output: Where to write the graph: a file, or an existing folder (the
             file is then named after the model). Default: the model's path
-            with ``.pb`` (``.pbtxt`` with ``text``).
+            with ``.pb`` (``.pbtxt`` with ``text``). ``"-"`` writes it to
+            standard output; an existing target that is not a regular file
+            (``/dev/null``, a FIFO, a socket) is written into, never replaced.
         output_nodes: Freeze these nodes instead of the model's outputs.
         text: Write the GraphDef as protobuf text instead of binary.
         verify: Check the frozen graph against the Keras model's predictions.
@@ -78,6 +84,11 @@ class ConvertOptions:
             as they are, for OpenCV's dnn module and GPU runtimes. By default
             they are rewritten to NHWC between transposes, which TensorFlow's
             CPU kernels need (see :mod:`freezekeras.tf.layout`).
+        route: ``"session"`` or ``"function"`` for a Keras 1 or 2 file (default
+            session); Keras 3 models and SavedModels always take the function
+            route (:mod:`freezekeras.tf.function_route`), and ``"session"`` is
+            refused for them.
+        signature: The SavedModel signature to freeze.
     """
 
     output: Path | None = None
@@ -93,6 +104,8 @@ class ConvertOptions:
     reference: Path | None = None
     backend: str | None = None
     keep_nchw: bool = False
+    route: str | None = None
+    signature: str = DEFAULT_SIGNATURE
 
     def __post_init__(self) -> None:
         """Check the values; a single node name is taken as a one-name tuple.
@@ -109,6 +122,8 @@ class ConvertOptions:
             raise UsageError(f"atol {self.atol!r}: use a finite number of 0 or more (--atol).")
         if self.backend not in (None, *BACKENDS):
             raise UsageError(f"backend {self.backend!r}: use one of {', '.join(BACKENDS)} (--backend).")
+        if self.route not in (None, *ROUTES):
+            raise UsageError(f"route {self.route!r}: use one of {', '.join(ROUTES)} (--route).")
 
 
 def severity(difference: float) -> float:
@@ -151,7 +166,7 @@ class ConversionResult:
     """What :func:`freezekeras.convert` produced.
 
     Attributes:
-        model: The input ``.h5`` file.
+        model: The input model (a Keras file or a SavedModel folder).
         output: The frozen graph written.
         inputs: The nodes to feed, in the Keras model's input order.
         outputs: The nodes to fetch, in the Keras model's output order.
@@ -164,6 +179,8 @@ class ConversionResult:
         reference: The comparison with the recorded predictions of
             ``ConvertOptions.reference`` (``input_shapes``: the recorded
             inputs fed), or ``None`` without one.
+        route: ``"session"`` or ``"function"``: how the model was frozen.
+        route_reason: Why that route, in a few words.
     """
 
     model: Path
@@ -176,12 +193,16 @@ class ConversionResult:
     warnings: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
     reference: Verification | None = None
+    route: str = "session"
+    route_reason: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        """Return the JSON form documented in README.md."""
+        """Return the JSON form documented in docs/json.md."""
         return {
             "model": str(self.model),
             "output": str(self.output),
+            "route": self.route,
+            "route_reason": self.route_reason,
             "inputs": [spec.to_json() for spec in self.inputs],
             "outputs": [spec.to_json() for spec in self.outputs],
             "node_count": self.node_count,
@@ -199,11 +220,17 @@ class InspectResult:
 
     Attributes:
         path: The file inspected.
-        format: ``"keras-h5"``, ``"keras-archive"`` (a Keras 3 ``.keras`` file) or ``"graphdef"``.
-        inputs: Inputs in the model's order (graph order for a GraphDef).
-        outputs: Outputs in the model's order (graph order for a GraphDef).
+        format: ``"keras-h5"``, ``"keras-archive"`` (a Keras 3 ``.keras`` file),
+            ``"keras-weights"`` (Keras 3 weights with an architecture), ``"saved-model"`` or ``"graphdef"``.
+        inputs: Inputs in the model's order (graph order for a GraphDef; sorted by key for a SavedModel).
+        outputs: Outputs in the model's order (graph order for a GraphDef; sorted by key for a SavedModel).
         details: Format-specific facts: ``keras_version``, ``backend``,
-            ``layer_count``, ``param_count`` for a Keras model; ``node_count``,
+            ``layer_count``, ``param_count``, ``route`` (``"session"`` or
+            ``"function"``) and, for Keras 3, ``repairs`` (if any) and
+            ``architecture`` (weights) for a Keras model; ``signature``, ``route``,
+            ``tags``, ``meta_graph_count``, ``signatures``, ``function_count``,
+            ``tensorflow_version``, ``keras_metadata``, ``fingerprint``,
+            ``variables_bytes`` and ``assets`` for a SavedModel; ``node_count``,
             ``op_histogram`` (op type to count), ``param_count``,
             ``const_bytes``, ``functions`` and ``lint`` for a GraphDef.
     """

@@ -1,11 +1,21 @@
-"""Shared fixtures: tiny real Keras models, built with tf_keras and saved as .h5."""
+"""Shared fixtures and the one copy of each test helper.
+
+Tiny real Keras models built with tf_keras and saved as .h5; running the
+command line in-process and reading what it printed; the installed console
+script. Nothing here imports TensorFlow at import time: the TensorFlow-free
+tests (test_kerasfile.py, test_graphdef.py) load this file too.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,6 +25,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 #: The shared corpus of real third-party .h5 files (read-only, outside the repo).
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+#: Skip a test (or, as ``pytestmark``, a module) when the corpus is absent.
+needs_corpus = pytest.mark.skipif(not (CORPUS / "MANIFEST.md").is_file(),
+                                  reason=f"the shared corpus of real .h5 files is absent ({CORPUS})")
+
+#: The console script pip installed next to this interpreter (what shutil.which finds in the venv).
+FREEZEKERAS = Path(sys.executable).parent / "freezekeras"
+needs_script = pytest.mark.skipif(
+    not FREEZEKERAS.is_file(),
+    reason=f"freezekeras is not installed as a console script next to {sys.executable}",
+)
 
 
 def _tf_keras():
@@ -193,6 +213,21 @@ def keras_predict(path: Path, inputs: list) -> list:
     return outputs if isinstance(outputs, list) else [outputs]
 
 
+def assert_verified(result, bound: float = 1e-5) -> None:
+    """freezekeras' verification fed every input, compared every output, and measured at most ``bound``.
+
+    ``assert result.verification.passed`` after ``convert()`` cannot fail: convert
+    raises VerificationError instead of returning a failed verification. This
+    can: it checks what was compared, and holds the difference to ``bound``,
+    ten times tighter than the default tolerance (1e-4 times the outputs' scale).
+    """
+    verification = result.verification
+    assert verification is not None, "convert ran without verification"
+    assert sorted(verification.input_shapes) == sorted(spec.name for spec in result.inputs)
+    assert sorted(verification.per_output) == sorted(spec.name for spec in result.outputs)
+    assert 0 <= verification.max_abs_diff <= bound, f"{verification.per_output} over {bound}"
+
+
 def naive_freeze(path: Path):
     """Freeze ``path`` the way the widely copied ``freeze_session`` recipe does.
 
@@ -251,3 +286,176 @@ def run_frozen(pb: Path, feeds: dict, fetches: list[str]) -> list:
 
 def _tensor(name: str) -> str:
     return name if ":" in name else f"{name}:0"
+
+
+# --------------------------------------------------------------------------- more small models
+
+
+def build_weights_only(path: Path) -> Path:
+    """``save_weights`` of a Sequential Dense model: an .h5 with weights and no architecture."""
+    keras = _tf_keras()
+    keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="out")]).save_weights(path)
+    return path
+
+
+def build_lambda(path: Path, function: Callable = lambda x: x * 2.0, name: str = "my_lambda") -> Path:
+    """A Sequential model with one Lambda layer (Python bytecode in the file) before a Dense layer."""
+    keras = _tf_keras()
+    keras.Sequential([keras.Input((3,)), keras.layers.Lambda(function, name=name),
+                      keras.layers.Dense(2, name="out")]).save(path)
+    return path
+
+
+def build_custom_layer(path: Path) -> Path:
+    """A Sequential model with CUSTOM_CODE's ``Scale`` layer: loads only with the custom objects."""
+    keras = _tf_keras()
+    scale = custom_namespace()["Scale"]
+    keras.Sequential([keras.Input((3,)), scale(name="scale"), keras.layers.Dense(2, name="out")]).save(path)
+    return path
+
+
+def noise_function() -> Callable:
+    """``x + uniform noise``, for a Lambda: Keras and the frozen graph draw different numbers.
+
+    Lambda bytecode names ``tf`` as a global (Keras' loader supplies it); the
+    function is compiled here with ``tf`` in its globals, so that no test module
+    imports TensorFlow when it is collected.
+    """
+    import tensorflow as tf
+
+    namespace: dict = {"tf": tf}
+    exec(compile("noise = lambda x: x + tf.random.uniform(tf.shape(x))", "noise.py", "exec"), namespace)
+    return namespace["noise"]
+
+
+def randomize(model, seed: int) -> None:
+    """Non-trivial weights everywhere (biases, BN statistics included): uniform 0.5-1.5 for variances."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32") if "variance" in v.name
+                           else rng.normal(0, 0.4, w.shape).astype("float32")
+                           for v, w in zip(layer.weights, layer.get_weights())])
+
+
+def _keras1_weights(layer) -> list:
+    """A Keras 2 layer's weights, named and laid out as Keras 1.2 saved them: ``[(name, array), ...]``."""
+    import numpy as np
+
+    name, weights, kind = layer.name, layer.get_weights(), type(layer).__name__
+    if kind == "LSTM":  # Keras 2: [i, f, c, o] concatenated; Keras 1: W_/U_/b_ per gate, order i, c, f, o
+        kernel, recurrent, bias = (np.split(w, 4, axis=-1) for w in weights)
+        order = {"i": 0, "c": 2, "f": 1, "o": 3}
+        return [(f"{name}_{part}_{gate}", arrays[order[gate]])
+                for gate in "icfo" for part, arrays in zip("WUb", (kernel, recurrent, bias))]
+    if kind == "GRU":  # [z, r, h]
+        kernel, recurrent, bias = (np.split(w, 3, axis=-1) for w in weights)
+        return [(f"{name}_{part}_{gate}", arrays[index])
+                for index, gate in enumerate("zrh") for part, arrays in zip("WUb", (kernel, recurrent, bias))]
+    if kind == "Conv1D":  # Keras 1.2: (filter_length, 1, input_dim, nb_filter)
+        return [(f"{name}_W", weights[0][:, None]), (f"{name}_b", weights[1])]
+    if kind == "BatchNormalization":
+        return [(f"{name}_{part}", w) for part, w in zip(("gamma", "beta", "running_mean", "running_std"), weights)]
+    if kind == "Bidirectional":
+        return [(f"forward_{n}", w) for n, w in _keras1_weights(layer.forward_layer)] + \
+               [(f"backward_{n}", w) for n, w in _keras1_weights(layer.backward_layer)]
+    if kind == "TimeDistributed":
+        return [(f"{name}_{part}", w) for part, w in zip("Wb", weights)]
+    return [(f"{name}_{part}", w) for part, w in zip("WUb" if kind == "SimpleRNN" else "Wb", weights)]
+
+
+def write_keras1(path, model, config: dict) -> None:
+    """Save ``model``'s weights with a Keras 1 ``config``, as Keras 1.2.2's ``model.save`` did."""
+    import h5py
+
+    input_layer = _tf_keras().layers.InputLayer
+    with h5py.File(path, "w") as handle:
+        handle.attrs["keras_version"] = b"1.2.2"
+        handle.attrs["model_config"] = json.dumps(config).encode()
+        group = handle.create_group("model_weights")
+        names = [layer.name for layer in model.layers if not isinstance(layer, input_layer)]
+        group.attrs["layer_names"] = [name.encode() for name in names]
+        for layer in model.layers:
+            if isinstance(layer, input_layer):
+                continue
+            weights = _keras1_weights(layer) if layer.weights else []
+            layer_group = group.create_group(layer.name)
+            layer_group.attrs["weight_names"] = [name.encode() for name, _ in weights]
+            for name, value in weights:
+                layer_group.create_dataset(name, data=value)
+
+
+# --------------------------------------------------------------------------- the command line and its files
+
+#: How every error line and warning line of the command line starts.
+PREFIX = "freezekeras: error: "
+WARNING = "freezekeras: warning: "
+
+
+def run_cli(*args: str | os.PathLike):
+    """Run ``freezekeras ARGS`` in-process with Click's runner; stdout and stderr stay separate."""
+    from click.testing import CliRunner
+
+    from freezekeras.cli.commands import main
+
+    return CliRunner().invoke(main, [str(arg) for arg in args])
+
+
+def describe(result) -> str:
+    """A CliRunner result, for an assertion message."""
+    return f"exit {result.exit_code}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+
+
+def user_env() -> dict[str, str]:
+    """This environment without the variables conftest sets: what a user's shell gives the command."""
+    return {k: v for k, v in os.environ.items() if k not in {"TF_CPP_MIN_LOG_LEVEL", "TF_USE_LEGACY_KERAS"}}
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def snapshot(folder: Path) -> dict[str, str | None]:
+    """Every entry under ``folder``: relative path -> content hash (``None`` for folders)."""
+    return {
+        str(entry.relative_to(folder)): (sha256(entry) if entry.is_file() else None)
+        for entry in sorted(folder.rglob("*"))
+    }
+
+
+def assert_one_error_line(result, code: int, file: Path | str, *phrases: str) -> str:
+    """The exit code, and exactly one ``freezekeras: error:`` line naming ``file`` and ``phrases``."""
+    assert result.exit_code == code, describe(result)
+    assert isinstance(result.exception, SystemExit), describe(result)
+    assert "Traceback" not in result.output, describe(result)
+    assert "Traceback" not in result.stderr, describe(result)
+    assert result.stdout == "", describe(result)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, describe(result)
+    line = lines[0]
+    assert line.startswith(PREFIX), describe(result)
+    assert str(file) in line, describe(result)
+    for phrase in phrases:
+        assert phrase in line, f"{phrase!r} not in {line!r}"
+    return line
+
+
+def assert_nothing_changed(before: dict, folder: Path) -> None:
+    """No file appeared (output or ``.*.tmp``), vanished or changed under ``folder``."""
+    after = snapshot(folder)
+    assert sorted(set(after) - set(before)) == [], "files appeared"
+    assert after == before
+    assert not [name for name in after if Path(name).name.startswith(".") and name.endswith(".tmp")]
+
+
+def files_under(folder: Path) -> list[str]:
+    """The files under ``folder``, as sorted relative paths."""
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
+
+
+def copy(source: Path, target: Path) -> Path:
+    """Copy a file, creating the target's folders; returns ``target``."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    return target

@@ -8,21 +8,32 @@ stops the others; the exit code is the most serious of the models'.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import tensorflow as tf  # conftest has set TF_USE_LEGACY_KERAS=1; the noise Lambda uses `tf`
-import tf_keras
 from click.testing import CliRunner
-from conftest import CUSTOM_CODE, custom_namespace, keras_predict, own_inputs, run_frozen
+from conftest import (
+    CUSTOM_CODE,
+    FREEZEKERAS,
+    build_custom_layer,
+    build_lambda,
+    build_weights_only,
+    copy,
+    describe,
+    files_under,
+    keras_predict,
+    needs_script,
+    noise_function,
+    own_inputs,
+    run_cli,
+    run_frozen,
+    user_env,
+)
 
 import freezekeras
 from freezekeras.cli.commands import main
@@ -37,21 +48,11 @@ from freezekeras.errors import (
 )
 from freezekeras.graphdef.reading import read_graph_def
 
-FREEZEKERAS = Path(sys.executable).parent / "freezekeras"
 STATUS = re.compile(r"^freezekeras: (?P<model>\S+): converted -> (?P<output>\S+) "
                     r"\((?P<nodes>\d+) nodes, verified, max diff (?P<diff>[-+.e0-9]+)\)$")
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def run_cli(*args: str | os.PathLike):
-    """Run ``freezekeras ARGS`` in-process; stdout and stderr stay separate."""
-    return CliRunner().invoke(main, [str(arg) for arg in args])
-
-
-def describe(result) -> str:
-    return f"exit {result.exit_code}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
 
 
 def alone(model: Path, *options: str) -> str:
@@ -60,33 +61,6 @@ def alone(model: Path, *options: str) -> str:
     assert result.exit_code != EXIT_OK and result.stdout == "", describe(result)
     [line] = result.stderr.splitlines()
     return line
-
-
-def files_under(folder: Path) -> list[str]:
-    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
-
-
-def copy(source: Path, target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, target)
-    return target
-
-
-def build_weights_only(path: Path) -> Path:
-    tf_keras.Sequential([tf_keras.Input((3,)), tf_keras.layers.Dense(2, name="out")]).save_weights(path)
-    return path
-
-
-def build_lambda(path: Path, function=lambda x: x * 2.0) -> Path:
-    tf_keras.Sequential([tf_keras.Input((3,)), tf_keras.layers.Lambda(function, name="twice"),
-                         tf_keras.layers.Dense(2, name="out")]).save(path)
-    return path
-
-
-def build_custom(path: Path) -> Path:
-    scale = custom_namespace()["Scale"]
-    tf_keras.Sequential([tf_keras.Input((3,)), scale(name="scale"), tf_keras.layers.Dense(2, name="out")]).save(path)
-    return path
 
 
 def assert_matches_keras(h5: Path, pb: Path, report: dict) -> None:
@@ -111,7 +85,7 @@ def mixed(model_dir: Path, tmp_path: Path) -> dict[str, Path]:
         "notes": src / "notes.h5",
         "multi_io": copy(model_dir / "multi_io.h5", src / "multi_io.h5"),
         "weights": build_weights_only(src / "weights.h5"),
-        "lambda": build_lambda(src / "lambda.h5"),
+        "lambda": build_lambda(src / "lambda.h5", name="twice"),
         "missing": src / "missing.h5",
     }
 
@@ -204,8 +178,7 @@ def test_most_serious_follows_the_documented_order(codes: list[int], expected: i
 def test_the_batch_exits_with_the_most_serious_code(names: list[str], expected: int, mixed: dict[str, Path],
                                                     tmp_path: Path) -> None:
     """noisy.h5 adds fresh random noise: its verification fails (3); notes.h5 is no model (1); missing.h5 (2)."""
-    models = {**mixed, "noisy": build_lambda(tmp_path / "src" / "noisy.h5",
-                                             lambda x: x + tf.random.uniform(tf.shape(x)))}
+    models = {**mixed, "noisy": build_lambda(tmp_path / "src" / "noisy.h5", noise_function(), name="twice")}
 
     result = run_cli("convert", *(models[name] for name in names), "--allow-lambda", "-o", f"{tmp_path / 'out'}/")
 
@@ -286,7 +259,7 @@ def _empty_folder(tmp: Path, model_dir: Path) -> tuple[list, Path, str]:
     a = copy(model_dir / "dense.h5", tmp / "a.h5")
     (tmp / "empty").mkdir()
     (tmp / "empty" / "notes.txt").write_text("not a model\n")
-    return [a, tmp / "empty"], tmp / "empty", "is a directory with no .h5 or .hdf5 file in it."
+    return [a, tmp / "empty"], tmp / "empty", "is a directory with no .h5, .hdf5 or .keras file in it."
 
 
 def _empty_glob(tmp: Path, model_dir: Path) -> tuple[list, Path, str]:
@@ -378,6 +351,8 @@ def test_models_in_one_batch_do_not_see_each_other(model_dir: Path, tmp_path: Pa
     LSTM's While-loop functions carry a counter TensorFlow keeps per process in
     their names, so for it the nodes are compared.
     """
+    import tf_keras
+
     sources = {"first": "dense", "other": "nested", "second": "dense", "lstm": "stacked_lstm", "third": "dense"}
     models = [copy(model_dir / f"{src}.h5", tmp_path / "in" / f"{name}.h5") for name, src in sources.items()]
     for src in set(sources.values()):
@@ -411,8 +386,8 @@ def _next_name(name: str) -> str:
 def test_custom_objects_and_lambda_permission_apply_to_each_model(model_dir: Path, tmp_path: Path) -> None:
     objects = tmp_path / "my_layers.py"
     objects.write_text(CUSTOM_CODE)
-    custom = build_custom(tmp_path / "custom.h5")
-    lam = build_lambda(tmp_path / "lam.h5")
+    custom = build_custom_layer(tmp_path / "custom.h5")
+    lam = build_lambda(tmp_path / "lam.h5", name="twice")
     dense = copy(model_dir / "dense.h5", tmp_path / "dense.h5")
 
     without = run_cli("convert", custom, dense, lam, "-o", f"{tmp_path / 'without'}/")
@@ -461,18 +436,13 @@ def test_an_unexpected_exception_fails_that_model_only(model_dir: Path, tmp_path
 # --------------------------------------------------------------------------- the installed command
 
 
-needs_script = pytest.mark.skipif(not FREEZEKERAS.is_file(), reason=f"no console script next to {sys.executable}")
-
-
-def _user_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in {"TF_CPP_MIN_LOG_LEVEL", "TF_USE_LEGACY_KERAS"}}
-
-
+@pytest.mark.subprocess
+@pytest.mark.slow
 @needs_script
 def test_the_installed_command_converts_a_batch(mixed: dict[str, Path], tmp_path: Path) -> None:
     done = subprocess.run([str(FREEZEKERAS), "convert", str(mixed["dense"]), str(mixed["notes"]),
                            str(mixed["multi_io"]), "-o", "out/", "--json"],
-                          capture_output=True, text=True, env=_user_env(), cwd=tmp_path, timeout=300)
+                          capture_output=True, text=True, env=user_env(), cwd=tmp_path, timeout=300)
 
     assert done.returncode == EXIT_MODEL_ERROR, done.stderr
     lines = done.stderr.splitlines()
@@ -484,13 +454,15 @@ def test_the_installed_command_converts_a_batch(mixed: dict[str, Path], tmp_path
     assert files_under(tmp_path / "out") == ["dense.pb", "multi_io.pb"]
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 @needs_script
 def test_a_stopped_batch_keeps_finished_models_and_leaves_no_temporary_file(model_dir: Path, tmp_path: Path) -> None:
     models = [copy(model_dir / "dense.h5", tmp_path / "in" / "a.h5")]
     models += [copy(model_dir / "stacked_lstm.h5", tmp_path / "in" / f"{name}.h5") for name in ("b", "c", "d")]
     out = tmp_path / "out"
     child = subprocess.Popen([str(FREEZEKERAS), "convert", *map(str, models), "-o", f"{out}/"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_user_env())
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=user_env())
     deadline = time.monotonic() + 120
     while not list(out.glob(".b.pb.*.tmp")) and time.monotonic() < deadline:  # b's conversion has begun
         time.sleep(0.05)
@@ -508,6 +480,7 @@ def test_a_stopped_batch_keeps_finished_models_and_leaves_no_temporary_file(mode
                          "freezekeras: stopped by SIGINT; the 2 models converted before are kept, nothing else was written")
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(("shell", "marker"), [
     ("bash", "complete -o nosort -F _freezekeras_completion freezekeras"),
     ("zsh", "compdef _freezekeras_completion freezekeras"),
@@ -516,15 +489,16 @@ def test_a_stopped_batch_keeps_finished_models_and_leaves_no_temporary_file(mode
 @needs_script
 def test_shell_completion_scripts_come_from_click(shell: str, marker: str) -> None:
     done = subprocess.run([str(FREEZEKERAS)], capture_output=True, text=True, timeout=60,
-                          env={**_user_env(), "_FREEZEKERAS_COMPLETE": f"{shell}_source"})
+                          env={**user_env(), "_FREEZEKERAS_COMPLETE": f"{shell}_source"})
 
     assert done.returncode == 0 and done.stderr == "", done.stderr
     assert marker in done.stdout
 
 
+@pytest.mark.subprocess
 @needs_script
 def test_completion_offers_the_commands_and_convert_options() -> None:
-    env = {**_user_env(), "_FREEZEKERAS_COMPLETE": "bash_complete", "COMP_WORDS": "freezekeras convert --al",
+    env = {**user_env(), "_FREEZEKERAS_COMPLETE": "bash_complete", "COMP_WORDS": "freezekeras convert --al",
            "COMP_CWORD": "2"}
     done = subprocess.run([str(FREEZEKERAS)], capture_output=True, text=True, timeout=60, env=env)
 
@@ -532,6 +506,7 @@ def test_completion_offers_the_commands_and_convert_options() -> None:
     assert done.stdout.splitlines() == ["plain,--allow-lambda"]
 
 
+@pytest.mark.slow
 def test_a_model_in_a_batch_is_written_as_it_is_alone(model_dir: Path, tmp_path: Path) -> None:
     """TensorFlow's function names carry a process-wide counter; the written ones do not, so a
     recurrent model converted after another one writes the same bytes as converted on its own."""

@@ -9,10 +9,7 @@ stdout, no output or temporary file, and the input file unchanged.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +17,23 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-import tensorflow as tf  # conftest has set TF_USE_LEGACY_KERAS=1; the lambdas below use `tf`
-import tf_keras
-from click.testing import CliRunner
-from conftest import custom_namespace, run_frozen
+from conftest import (
+    PREFIX,
+    WARNING,
+    assert_nothing_changed,
+    assert_one_error_line,
+    build_custom_layer,
+    build_lambda,
+    build_weights_only,
+    copy,
+    describe,
+    noise_function,
+    run_cli,
+    run_frozen,
+    sha256,
+    snapshot,
+)
 
-from freezekeras.cli.commands import main
 from freezekeras.errors import (
     EXIT_MODEL_ERROR,
     EXIT_OK,
@@ -34,94 +42,14 @@ from freezekeras.errors import (
     GraphTooLargeError,
 )
 from freezekeras.kerasfile.h5file import find_lambda_layers
-from freezekeras.tf.freezing import serialize
-
-PREFIX = "freezekeras: error: "
-WARNING = "freezekeras: warning: "
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def run_cli(*args: str | os.PathLike):
-    """Run ``freezekeras ARGS`` in-process; stdout and stderr stay separate."""
-    return CliRunner().invoke(main, [str(arg) for arg in args])
-
-
-def describe(result) -> str:
-    return f"exit {result.exit_code}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def snapshot(folder: Path) -> dict[str, str | None]:
-    """Every entry under ``folder``: relative path -> content hash (``None`` for folders)."""
-    return {
-        str(entry.relative_to(folder)): (sha256(entry) if entry.is_file() else None)
-        for entry in sorted(folder.rglob("*"))
-    }
-
-
-def assert_one_error_line(result, code: int, file: Path | str, *phrases: str) -> str:
-    """The exit code, and exactly one ``freezekeras: error:`` line naming ``file`` and ``phrases``."""
-    assert result.exit_code == code, describe(result)
-    assert isinstance(result.exception, SystemExit), describe(result)
-    assert "Traceback" not in result.output, describe(result)
-    assert "Traceback" not in result.stderr, describe(result)
-    assert result.stdout == "", describe(result)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, describe(result)
-    line = lines[0]
-    assert line.startswith(PREFIX), describe(result)
-    assert str(file) in line, describe(result)
-    for phrase in phrases:
-        assert phrase in line, f"{phrase!r} not in {line!r}"
-    return line
-
-
-def assert_nothing_changed(before: dict, folder: Path) -> None:
-    """No file appeared (output or ``.*.tmp``), vanished or changed under ``folder``."""
-    after = snapshot(folder)
-    assert sorted(set(after) - set(before)) == [], "files appeared"
-    assert after == before
-    assert not [name for name in after if Path(name).name.startswith(".") and name.endswith(".tmp")]
-
 
 # --------------------------------------------------------------------------- models
 
 
-def build_small(path: Path) -> Path:
-    """The smallest useful tf_keras model: one Dense layer."""
-    tf_keras.Sequential([tf_keras.Input((3,)), tf_keras.layers.Dense(2, name="out")]).save(path)
-    return path
-
-
-def build_weights_only(path: Path) -> Path:
-    model = tf_keras.Sequential([tf_keras.Input((3,)), tf_keras.layers.Dense(2, name="out")])
-    model.save_weights(path)
-    return path
-
-
-def build_custom_layer(path: Path) -> Path:
-    scale = custom_namespace()["Scale"]
-    tf_keras.Sequential([tf_keras.Input((3,)), scale(name="scale"), tf_keras.layers.Dense(2)]).save(path)
-    return path
-
-
-def build_lambda(path: Path, function: Callable, name: str = "my_lambda") -> Path:
-    model = tf_keras.Sequential([
-        tf_keras.Input((3,)),
-        tf_keras.layers.Lambda(function, name=name),
-        tf_keras.layers.Dense(2, name="out"),
-    ])
-    model.save(path)
-    return path
-
-
 def build_nested_lambda(path: Path) -> Path:
     """A Lambda inside a Sequential used as a layer of a functional model."""
+    import tf_keras
+
     inner = tf_keras.Sequential([
         tf_keras.Input((3,)),
         tf_keras.layers.Lambda(lambda x: x * 2.0, name="inner_lambda"),
@@ -130,11 +58,6 @@ def build_nested_lambda(path: Path) -> Path:
     features = tf_keras.Input((3,), name="features")
     tf_keras.Model(features, tf_keras.layers.Dense(1, name="head")(inner(features))).save(path)
     return path
-
-
-def copy_of(model_dir: Path, name: str, target: Path) -> Path:
-    shutil.copyfile(model_dir / name, target)
-    return target
 
 
 def set_model_config(path: Path, value: str) -> Path:
@@ -220,39 +143,27 @@ def _no_keras_metadata(tmp: Path, _request) -> Path:
 
 
 def _config_not_json(tmp: Path, request) -> Path:
-    path = copy_of(request.getfixturevalue("model_dir"), "dense.h5", tmp / "bad_json.h5")
+    path = copy(request.getfixturevalue("model_dir") / "dense.h5", tmp / "bad_json.h5")
     return set_model_config(path, "{not json")
 
 
 def _config_no_class_name(tmp: Path, request) -> Path:
-    path = copy_of(request.getfixturevalue("model_dir"), "dense.h5", tmp / "no_class.h5")
+    path = copy(request.getfixturevalue("model_dir") / "dense.h5", tmp / "no_class.h5")
     return set_model_config(path, json.dumps({"config": {"name": "sequential", "layers": []}}))
 
 
 def _config_not_object(tmp: Path, request) -> Path:
-    path = copy_of(request.getfixturevalue("model_dir"), "dense.h5", tmp / "list_config.h5")
+    path = copy(request.getfixturevalue("model_dir") / "dense.h5", tmp / "list_config.h5")
     return set_model_config(path, json.dumps(["Sequential", {"layers": []}]))
 
 
 def _config_unbuildable(tmp: Path, request) -> Path:
-    path = copy_of(request.getfixturevalue("model_dir"), "dense.h5", tmp / "unbuildable.h5")
+    path = copy(request.getfixturevalue("model_dir") / "dense.h5", tmp / "unbuildable.h5")
     return set_model_config(path, json.dumps({"class_name": "Sequential", "config": 5}))
 
 
 def _weights_only(tmp: Path, _request) -> Path:
     return build_weights_only(tmp / "weights.h5")
-
-
-def _keras3(tmp: Path, request) -> Path:
-    return Path(shutil.copyfile(request.getfixturevalue("keras3_archive"), tmp / "m.keras"))
-
-
-def _keras3_renamed(tmp: Path, request) -> Path:
-    return Path(shutil.copyfile(request.getfixturevalue("keras3_archive"), tmp / "m.h5"))
-
-
-def _keras3_h5(tmp: Path, request) -> Path:
-    return Path(shutil.copyfile(request.getfixturevalue("keras3_archive").with_name("m3.h5"), tmp / "m3.h5"))
 
 
 def _custom_layer(tmp: Path, _request) -> Path:
@@ -267,6 +178,8 @@ def _empty_pb(tmp: Path, _request) -> Path:
 
 def _frozen_graph(tmp: Path, _request) -> Path:
     """A real GraphDef, given to ``convert`` (whose default output path would be the input itself)."""
+    import tensorflow as tf
+
     graph = tf.Graph()
     with graph.as_default():
         tf.constant([1.0, 2.0], name="values")
@@ -284,9 +197,9 @@ def _garbage_pb(tmp: Path, _request) -> Path:
 CASES = {
     # 1. paths
     "missing": Case(_missing, EXIT_USAGE_ERROR, ("no such file", "Check the path")),
-    "directory": Case(_directory, EXIT_USAGE_ERROR, ("is a directory", "Pass a Keras .h5 model file")),
-    "saved-model-folder": Case(_saved_model, EXIT_USAGE_ERROR,
-                               ("SavedModel", "model.save('model.h5')")),
+    "directory": Case(_directory, EXIT_USAGE_ERROR, ("is a directory", "Pass a Keras model file", "SavedModel folder")),
+    "damaged-saved-model": Case(_saved_model, EXIT_MODEL_ERROR,
+                                ("saved_model.pb", "damaged or truncated", "export it again")),
     # 2. not a (readable) Keras HDF5 file
     "empty": Case(_empty, EXIT_MODEL_ERROR, ("the file is empty", "model.save('model.h5')")),
     "text": Case(_text, EXIT_MODEL_ERROR, ("is not an HDF5 file", "Pass a Keras .h5 model")),
@@ -311,14 +224,6 @@ CASES = {
     # 3. weights only
     "weights-only": Case(_weights_only, EXIT_MODEL_ERROR,
                          ("holds weights only", "save_weights", "--architecture model.json", "model.to_json()")),
-    # 4. Keras 3 archives, whatever their suffix (inspect reads them unless it builds the model)
-    "keras3-archive": Case(_keras3, EXIT_MODEL_ERROR,
-                           ("Keras 3 .keras archive", "model.save('model.h5')"), ("convert", "inspect --build")),
-    "keras3-h5": Case(_keras3_h5, EXIT_MODEL_ERROR, ("was saved by Keras 3.", "build the model with tf_keras"),
-                      ("convert", "inspect --build")),
-    "keras3-archive-named-h5": Case(_keras3_renamed, EXIT_MODEL_ERROR,
-                                    ("Keras 3 .keras archive", "model.save('model.h5')"),
-                                    ("convert", "inspect --build")),
     # 5. custom layers (inspect reads the config without them unless it builds the model)
     "unknown-custom-layer": Case(_custom_layer, EXIT_MODEL_ERROR,
                                  ("'Scale'", "Keras does not know", "--custom-objects FILE.py"),
@@ -337,8 +242,7 @@ CASES = {
 
 @pytest.mark.parametrize(
     ("case", "command"),
-    [pytest.param(case, command, id=f"{command}-{name}")
-     for name, case in CASES.items() for command in case.commands],
+    [pytest.param(case, command, id=f"{command}-{name}") for name, case in CASES.items() for command in case.commands],
 )
 def test_bad_input(case: Case, command: str, tmp_path: Path, request) -> None:
     path = case.make(tmp_path, request)
@@ -581,6 +485,8 @@ def test_lambda_replaced_through_custom_objects_never_runs_its_bytecode(marker_m
 
 
 def test_lambda_layers_left_without_replacement_are_still_refused(tmp_path: Path) -> None:
+    import tf_keras
+
     path = tmp_path / "two.h5"
     tf_keras.Sequential([
         tf_keras.Input((3,)),
@@ -609,6 +515,8 @@ def test_find_lambda_layers_finds_nested_lambda(tmp_path: Path) -> None:
 
 
 def test_find_lambda_layers_finds_wrapped_lambda(tmp_path: Path) -> None:
+    import tf_keras
+
     path = tmp_path / "wrapped_lambda.h5"
     tf_keras.Sequential([
         tf_keras.Input((4, 3)),
@@ -655,7 +563,7 @@ def test_harmless_lambda_converts_with_allow_lambda(tmp_path: Path) -> None:
 @pytest.fixture
 def random_lambda_h5(tmp_path: Path) -> Path:
     """A model that adds fresh uniform noise: Keras and the frozen graph draw different numbers."""
-    return build_lambda(tmp_path / "noisy.h5", lambda x: x + tf.random.uniform(tf.shape(x)), name="noise")
+    return build_lambda(tmp_path / "noisy.h5", noise_function(), name="noise")
 
 
 def test_verification_failure_writes_nothing(random_lambda_h5: Path, tmp_path: Path) -> None:
@@ -746,6 +654,10 @@ def test_debug_shows_traceback_with_same_exit_code(make, code: int, command: str
 
 
 def test_serialize_refuses_graphs_at_protobuf_limit() -> None:
+    import tensorflow as tf
+
+    from freezekeras.tf.freezing import serialize
+
     graph = tf.Graph()
     with graph.as_default():
         tf.constant([1.0, 2.0, 3.0], name="three")
@@ -768,6 +680,8 @@ def test_serialize_refuses_graphs_at_protobuf_limit() -> None:
 
 def test_model_that_cannot_run_on_the_random_inputs(tmp_path: Path) -> None:
     """A 40x40 kernel on unknown image sides: the 32x32 verification inputs are too small."""
+    import tf_keras
+
     model = tmp_path / "big_kernel.h5"
     tf_keras.Sequential([tf_keras.Input((None, None, 1)), tf_keras.layers.Conv2D(2, 40),
                          tf_keras.layers.GlobalMaxPooling2D()]).save(model)
@@ -785,6 +699,9 @@ def test_model_that_cannot_run_on_the_random_inputs(tmp_path: Path) -> None:
 @pytest.mark.parametrize("flags", [(), ("--no-verify",)], ids=["verify", "no-verify"])
 def test_lookup_tables_are_refused(tmp_path: Path, flags: tuple[str, ...]) -> None:
     """IntegerLookup's table would be empty in a frozen graph: refused, whatever the verification."""
+    import tensorflow as tf
+    import tf_keras
+
     model = tmp_path / "lookup.h5"
     codes = tf_keras.Input((3,), dtype="int64", name="codes")
     looked_up = tf_keras.layers.IntegerLookup(vocabulary=[7, 8, 9])(codes)

@@ -11,14 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import keras_predict, run_frozen
+from conftest import FREEZEKERAS, keras_predict, needs_script, run_frozen
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SCRIPT = EXAMPLES / "train_and_freeze.py"
 SHIPPED = EXAMPLES / "tiny_classifier.h5"
-FREEZEKERAS = Path(sys.executable).parent / "freezekeras"
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_example_script_trains_freezes_and_matches_keras(tmp_path):
     done = subprocess.run([sys.executable, str(SCRIPT), "--out-dir", str(tmp_path)],
                           capture_output=True, text=True, timeout=600)
@@ -44,7 +45,9 @@ def test_shipped_model_is_small():
     assert SHIPPED.stat().st_size < 100_000
 
 
-@pytest.mark.skipif(not FREEZEKERAS.is_file(), reason=f"no installed console script at {FREEZEKERAS}")
+@pytest.mark.subprocess
+@pytest.mark.slow
+@needs_script
 def test_shipped_model_converts_with_installed_command(tmp_path):
     # The README's first command, run from a copy of the layout it assumes.
     (tmp_path / "examples").mkdir()

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+from conftest import assert_verified
 
 import freezekeras
 from freezekeras.cli.commands import main
@@ -92,6 +93,7 @@ def test_cli_table_for_h5(model_dir):
     ]
 
 
+@pytest.mark.subprocess
 def test_importing_freezekeras_does_not_import_tensorflow():
     code = "import sys, freezekeras, freezekeras.cli; print('tensorflow' in sys.modules, 'h5py' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -107,7 +109,7 @@ def test_outputs_of_one_multi_output_op_are_all_listed(tmp_path):
     tf_keras.Model(x, halves).save(tmp_path / "split.h5")
     converted = freezekeras.convert(tmp_path / "split.h5", freezekeras.ConvertOptions(output=tmp_path / "s.pb"))
     assert [s.name for s in converted.outputs] == ["tf.split/split", "tf.split/split:1"]
-    assert converted.verification.passed
+    assert_verified(converted)
     listed = freezekeras.inspect(converted.output)
     assert [(s.name, s.shape) for s in listed.outputs] == [
         ("tf.split/split", (None, 2)), ("tf.split/split:1", (None, 2))]
@@ -156,6 +158,7 @@ _CLI = ("from freezekeras.cli.commands import main\nimport contextlib, io\nout =
         "names = [s.get('node', s['name']) for s in json.loads(out.getvalue())['outputs']]")
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("how", ["api", "cli"])
 @pytest.mark.parametrize("filename", ["dense.pb", "dense.pbtxt", "dense.h5"])
 def test_inspect_imports_no_tensorflow(converted, model_dir, how, filename):
@@ -208,15 +211,21 @@ def test_node_is_none_where_the_rules_cannot_know(tmp_path):
     ]
 
 
-def test_keras3_files_are_inspected(keras3_archive):
+@pytest.mark.subprocess
+@pytest.mark.slow
+def test_keras3_files_are_inspected(keras3_archive, tmp_path):
     for path, kind in [(keras3_archive, "keras-archive"), (keras3_archive.with_name("m3.h5"), "keras-h5")]:
         seen = freezekeras.inspect(path)
         assert seen.format == kind
         assert seen.details["keras_version"].startswith("3.")
         assert seen.details["param_count"] == 3 * 2 + 2
         assert seen.details["layer_count"] == 1
-        assert [(s.dtype, s.shape, s.node) for s in seen.inputs] == [("float32", (None, 3), None)]
-        assert [(s.dtype, s.node) for s in seen.outputs] == [("float32", None)]  # convert refuses Keras 3
+        # Keras 3 names a fresh process's first Input "input_layer" and its first Dense "dense"
+        assert [(s.dtype, s.shape, s.node) for s in seen.inputs] == [("float32", (None, 3), "input_layer")]
+        assert [(s.dtype, s.node) for s in seen.outputs] == [("float32", "dense")]
+        converted = freezekeras.convert(path, freezekeras.ConvertOptions(output=tmp_path / f"{kind}.pb"))
+        assert [s.name for s in converted.inputs] == ["input_layer"]
+        assert [s.name for s in converted.outputs] == ["dense"]
 
 
 # --------------------------------------------------------------------------- the GraphDef classes
@@ -268,6 +277,7 @@ def test_merge_layers_name_their_last_op(tmp_path):
         "sum3/add_1", "product/mul", "difference/sub", "joined/concat"]
 
 
+@pytest.mark.slow
 def test_shapes_derived_from_the_config_are_keras_own(tmp_path):
     """Each shape rule of keras_shapes against the model built by tf-keras (inspect --build)."""
     import tf_keras

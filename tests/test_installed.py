@@ -17,25 +17,13 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from conftest import FREEZEKERAS, needs_script, user_env
 
-#: The console script pip installed next to this interpreter (what shutil.which finds in the venv).
-FREEZEKERAS = Path(sys.executable).parent / "freezekeras"
-
-needs_script = pytest.mark.skipif(
-    not FREEZEKERAS.is_file(),
-    reason=f"freezekeras is not installed as a console script next to {sys.executable}",
-)
-
-
-def _user_env() -> dict[str, str]:
-    env = dict(os.environ)
-    for name in ("TF_CPP_MIN_LOG_LEVEL", "TF_USE_LEGACY_KERAS"):
-        env.pop(name, None)
-    return env
+pytestmark = pytest.mark.subprocess  # every test runs the command or a fresh interpreter
 
 
 def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*args], capture_output=True, text=True, env=_user_env(), cwd=cwd, timeout=300)
+    return subprocess.run([*args], capture_output=True, text=True, env=user_env(), cwd=cwd, timeout=300)
 
 
 @needs_script
@@ -45,7 +33,7 @@ def test_version_names_the_installed_versions():
     assert done.returncode == 0, done.stderr
     expected = (
         f"freezekeras {metadata.version('freezekeras')} ("
-        + ", ".join(f"{name} {metadata.version(name)}" for name in ("tensorflow", "tf-keras", "h5py", "protobuf"))
+        + ", ".join(f"{name} {metadata.version(name)}" for name in ("tensorflow", "tf-keras", "keras", "h5py", "protobuf"))
         + ")"
     )
     assert done.stdout.strip() == expected
@@ -61,6 +49,7 @@ def test_python_m_help_lists_the_commands():
     assert "convert" in commands and "inspect" in commands
 
 
+@pytest.mark.slow
 @needs_script
 @pytest.mark.parametrize("name", ["dense", "multi_io"])
 def test_convert_json_is_one_object_and_matches_inspect(model_dir, tmp_path, name):
@@ -87,6 +76,7 @@ def test_convert_json_is_one_object_and_matches_inspect(model_dir, tmp_path, nam
         assert converted  # a model has inputs and outputs
 
 
+@pytest.mark.slow
 @needs_script
 def test_convert_verbose_succeeds(dense_h5, tmp_path):
     done = _run(str(FREEZEKERAS), "convert", str(dense_h5), "-o", str(tmp_path / "v.pb"), "--verbose")
@@ -95,6 +85,7 @@ def test_convert_verbose_succeeds(dense_h5, tmp_path):
     assert (tmp_path / "v.pb").is_file()
 
 
+@pytest.mark.slow
 @needs_script
 def test_progress_with_timings_goes_to_a_terminal_stderr(dense_h5, tmp_path):
     """With stderr a terminal, each step is reported with its time; stdout keeps only the result."""
@@ -103,7 +94,7 @@ def test_progress_with_timings_goes_to_a_terminal_stderr(dense_h5, tmp_path):
     primary, secondary = pty.openpty()
     try:
         done = subprocess.run([str(FREEZEKERAS), "convert", str(dense_h5), "-o", str(tmp_path / "t.pb")],
-                              stdout=subprocess.PIPE, stderr=secondary, env=_user_env(), timeout=300)
+                              stdout=subprocess.PIPE, stderr=secondary, env=user_env(), timeout=300)
         os.close(secondary)
         chunks = []
         while True:
@@ -129,7 +120,7 @@ def test_a_stopped_conversion_leaves_nothing(model_dir, tmp_path, signum):
     out = tmp_path / "out"
     out.mkdir()
     child = subprocess.Popen([str(FREEZEKERAS), "convert", str(model_dir / "stacked_lstm.h5"), "-o", str(out / "m.pb")],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_user_env())
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=user_env())
     deadline = time.monotonic() + 60
     while not list(out.iterdir()) and time.monotonic() < deadline:  # the temporary file: work has begun
         time.sleep(0.05)
@@ -176,6 +167,7 @@ class Interrupted(tf_keras.layers.Layer):
 '''
 
 
+@pytest.mark.slow
 @needs_script
 @pytest.mark.parametrize("how", ["replaced", "ignored"])
 @pytest.mark.parametrize("batch", [False, True], ids=["single", "batch"])
@@ -196,7 +188,7 @@ def test_a_signal_swallowed_inside_keras_still_stops(tmp_path, batch, how):
     done = subprocess.run(
         [str(FREEZEKERAS), "convert", *models, "--custom-objects", str(tmp_path / "interrupted.py"),
          "-o", f"{out}/" if batch else str(tmp_path / "m.pb")],
-        capture_output=True, text=True, timeout=300, env={**_user_env(), "INTERRUPT_BUILD": how})
+        capture_output=True, text=True, timeout=300, env={**user_env(), "INTERRUPT_BUILD": how})
 
     assert (done.returncode, done.stdout) == (128 + signal.SIGINT, "")
     assert done.stderr.splitlines() == ["freezekeras: stopped by SIGINT; nothing was written"]
@@ -223,6 +215,7 @@ class HalfBuilt(tf_keras.layers.Layer):
 '''
 
 
+@pytest.mark.slow
 @needs_script
 @pytest.mark.parametrize("debug", [False, True], ids=["quiet", "debug"])
 def test_a_signal_inside_a_constructor_leaves_no_traceback(tmp_path, debug):
@@ -237,7 +230,7 @@ def test_a_signal_inside_a_constructor_leaves_no_traceback(tmp_path, debug):
     done = subprocess.run(
         [str(FREEZEKERAS), "convert", str(model), "--custom-objects", str(tmp_path / "half_built.py"),
          "-o", str(tmp_path / "m.pb"), *(["--debug"] if debug else [])],
-        capture_output=True, text=True, timeout=300, env={**_user_env(), "INTERRUPT_BUILD": "1"})
+        capture_output=True, text=True, timeout=300, env={**user_env(), "INTERRUPT_BUILD": "1"})
 
     assert (done.returncode, done.stdout) == (128 + signal.SIGINT, "")
     if debug:  # --debug shows what Python ignored

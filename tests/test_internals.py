@@ -81,6 +81,7 @@ def test_grappler_runs_with_the_rewriter_config(tmp_path):
 def test_deprecation_notices_are_silenced_within_the_block():
     from tensorflow.python.util import deprecation  # the module internals reaches into
 
+    deprecation._PRINT_DEPRECATION_WARNINGS = True  # as a fresh process has it
     with internals.deprecation_notices_silenced():
         assert deprecation._PRINT_DEPRECATION_WARNINGS is False
     assert deprecation._PRINT_DEPRECATION_WARNINGS is True
@@ -134,3 +135,59 @@ def test_no_other_module_touches_private_entry_points():
     assert offenders == {}
     assert "__bases__ =" not in "".join(path.read_text() for path in PACKAGE.rglob("*.py")
                                         if path.name != "internals.py")
+
+
+def test_the_batch_norm_folder_folds_a_batch_norm_into_the_convolution():
+    import tensorflow as tf
+
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, (1, 4, 4, 2), name="x")
+        conv = tf.nn.conv2d(x, tf.constant(np.ones((1, 1, 2, 3), "float32"), name="w"), 1, "VALID", name="conv")
+        params = [tf.constant(np.full(3, value, "float32")) for value in (2.0, 0.5, 1.0, 4.0)]  # gamma beta mean var
+        tf.compat.v1.nn.fused_batch_norm(conv, *params, epsilon=0.0, is_training=False, name="bn")
+
+    folded = internals.batch_norm_folder()(graph.as_graph_def())
+
+    ops = {node.name: node.op for node in folded.node}
+    assert "FusedBatchNormV3" not in ops.values() and ops["bn"] == "BiasAdd"
+    weights = tf.make_ndarray(next(node for node in folded.node if node.name == "conv_weights").attr["value"].tensor)
+    np.testing.assert_allclose(weights, 1.0)  # ones * gamma / sqrt(var) = 1
+
+
+def test_keras_operations_are_found_by_class_name():
+    import keras
+
+    not_equal = internals.keras_operation("NotEqual")
+
+    assert not_equal is not None and not_equal.__name__ == "NotEqual"
+    assert isinstance(not_equal(), keras.Operation)
+    assert internals.keras_operation("NoSuchOperation") is None
+
+
+def test_keras_name_counters_restart_and_come_back():
+    import keras
+
+    keras.layers.Dense(1)  # the process's counters move on
+    before = keras.layers.Dense(1).name
+    with internals.keras_name_counters_restarted():
+        assert keras.layers.Dense(1).name == "dense"
+    assert keras.layers.Dense(1).name != "dense" and keras.layers.Dense(1).name != before
+
+
+def test_variables_become_constants_and_loops_stay_while_ops():
+    import numpy as np
+    import tensorflow as tf
+
+    weight = tf.Variable(2.0)
+
+    @tf.function(input_signature=[tf.TensorSpec((), tf.float32)])
+    def doubled_until_large(x):
+        return tf.while_loop(lambda value: value < 100.0, lambda value: value * weight, [x])[0]
+
+    frozen = internals.convert_variables_to_constants_v2(doubled_until_large.get_concrete_function())
+    ops = {node.op for node in frozen.graph.as_graph_def().node}
+
+    assert "VarHandleOp" not in ops and "ReadVariableOp" not in ops
+    assert ops & {"While", "StatelessWhile"}
+    np.testing.assert_allclose(frozen(tf.constant(3.0))[0].numpy(), 192.0)

@@ -15,28 +15,21 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import run_frozen
-from test_legacy_files import write_keras1
+from conftest import randomize, run_frozen, write_keras1
 
 from freezekeras.cli.commands import main
 from freezekeras.graphdef.lint import lint
 from freezekeras.graphdef.reading import read_graph_def
 from freezekeras.tf.layout import channels_first_nodes
 
-tf_keras = pytest.importorskip("tf_keras")
-layers = tf_keras.layers
 FIRST = {"data_format": "channels_first"}
-
-
-def _randomize(model, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    model.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32") if "variance" in v.name
-                       else rng.normal(0, 0.4, w.shape).astype("float32")
-                       for v, w in zip(model.weights, model.get_weights())])
 
 
 def classifier_pair():
     """Conv2D, BatchNormalization, MaxPooling2D, Flatten, Dense: (channels_first, channels_last twin)."""
+    import tf_keras
+
+    layers = tf_keras.layers
     first = tf_keras.Sequential([
         tf_keras.Input((3, 8, 8), name="image"), layers.Conv2D(4, 3, activation="relu", name="conv", **FIRST),
         layers.BatchNormalization(axis=1, name="bn"), layers.MaxPooling2D(name="pool", **FIRST),
@@ -52,6 +45,10 @@ def classifier_pair():
 def dense_prediction_pair():
     """A fully convolutional model whose outputs are channels-first maps: Conv2DTranspose,
     SeparableConv2D, DepthwiseConv2D, AveragePooling2D, Concatenate on the channels, UpSampling2D."""
+    import tf_keras
+
+    layers = tf_keras.layers
+
     def build(shape, fmt, axis):
         given = {"data_format": fmt}
         x = tf_keras.Input(shape)
@@ -73,9 +70,11 @@ def _convert(model_path, out_path) -> dict:
 
 @pytest.mark.parametrize("pair", [classifier_pair, dense_prediction_pair], ids=lambda pair: pair.__name__)
 def test_a_channels_first_model_runs_on_cpus_and_matches_its_channels_last_twin(tmp_path, pair):
+    import tf_keras
+
     tf_keras.utils.set_random_seed(4)
     first, twin = pair()
-    _randomize(twin, seed=4)
+    randomize(twin, seed=4)
     first.set_weights(twin.get_weights())
     first.save(tmp_path / "first.h5")
 
@@ -105,12 +104,15 @@ def test_a_channels_first_model_runs_on_cpus_and_matches_its_channels_last_twin(
 def test_a_keras1_theano_cnn_in_th_ordering(tmp_path):
     """The classic Keras 1 Theano model: dim_ordering "th", kernels stored (filters, channels, rows,
     columns) and mirrored, as Theano's true convolution wants them."""
+    import tf_keras
+
+    layers = tf_keras.layers
     tf_keras.utils.set_random_seed(6)
     twin = tf_keras.Sequential([
         tf_keras.Input((6, 6, 2)), layers.Conv2D(3, 3, activation="relu"), layers.MaxPooling2D(),
         layers.Permute((3, 1, 2)), layers.Flatten(), layers.Dense(2, activation="softmax"),
     ])
-    _randomize(twin, seed=6)
+    randomize(twin, seed=6)
     config = {"class_name": "Sequential", "config": [
         {"class_name": "Convolution2D", "config": {
             "name": "convolution2d_1", "trainable": True, "batch_input_shape": [None, 2, 6, 6],
@@ -161,10 +163,12 @@ def test_a_channels_last_model_is_left_as_it_is(model_dir, tmp_path):
 
 
 def test_keep_nchw_leaves_the_layout_for_opencv(tmp_path):
+    import tf_keras
+
     cv2 = pytest.importorskip("cv2", reason="opencv-python-headless is not installed (it is in the test extras)")
     tf_keras.utils.set_random_seed(4)
     first, twin = classifier_pair()
-    _randomize(twin, seed=4)
+    randomize(twin, seed=4)
     first.set_weights(twin.get_weights())
     first.save(tmp_path / "first.h5")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import tensorflow as tf
 from click.testing import CliRunner
 from conftest import BUILDERS, naive_freeze
 
@@ -16,40 +15,46 @@ from freezekeras.graphdef.lint import lint
 from freezekeras.graphdef.reading import read_graph_def
 from freezekeras.tf.freezing import find_leftovers
 
-v1 = tf.compat.v1
 
+def _graph(build):
+    """TensorFlow's GraphDef of what ``build(tf)`` adds to a new graph."""
+    import tensorflow as tf
 
-def _graph(build) -> tf.compat.v1.GraphDef:
     graph = tf.Graph()
     with graph.as_default():
-        build()
+        build(tf)
     return graph.as_graph_def()
 
 
-def _variable():
+def _variable(tf):
+    v1 = tf.compat.v1
     x = v1.placeholder(tf.float32, (None, 2), name="x")
     weights = v1.Variable(tf.ones((2, 2)), name="w", use_resource=False)  # VariableV2
     tf.matmul(x, weights, name="y")
 
 
-def _device():
+def _device(tf):
+    v1 = tf.compat.v1
     x = v1.placeholder(tf.float32, (None, 2), name="x")
     with tf.device("/device:CPU:0"):
         tf.nn.relu(x, name="y")
 
 
-def _random():
+def _random(tf):
+    v1 = tf.compat.v1
     x = v1.placeholder(tf.float32, (None, 2), name="x")
     tf.add(x, v1.random_uniform(tf.shape(x)), name="y")
 
 
-def _unused_placeholder():
+def _unused_placeholder(tf):
+    v1 = tf.compat.v1
     x = v1.placeholder(tf.float32, (None, 2), name="x")
     v1.placeholder(tf.float32, (None, 3), name="forgotten")
     tf.nn.relu(x, name="y")
 
 
-def _learning_phase_switch():
+def _learning_phase_switch(tf):
+    v1 = tf.compat.v1
     x = v1.placeholder(tf.float32, (None, 2), name="x")
     phase = v1.placeholder_with_default(False, (), name="keras_learning_phase")
     _, on_true = tf.raw_ops.Switch(data=x, pred=phase, name="dropout/switch")
@@ -126,8 +131,8 @@ def test_check_with_json_still_prints_the_json(model_dir, tmp_path):
 
 def test_channels_first_nodes_are_information(tmp_path):
     """NCHW convolutions run on GPUs and in OpenCV, not on TensorFlow's CPU kernels: said, not failed."""
-    def build():
-        x = v1.placeholder(tf.float32, (None, 3, 8, 8), name="x")
+    def build(tf):
+        x = tf.compat.v1.placeholder(tf.float32, (None, 3, 8, 8), name="x")
         conv = tf.nn.conv2d(x, tf.ones((3, 3, 3, 4)), strides=1, padding="VALID", data_format="NCHW", name="conv")
         tf.nn.bias_add(conv, tf.ones((4,)), data_format="NCHW", name="y")  # CPUs run an NCHW BiasAdd
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import CUSTOM_CODE, custom_namespace, own_inputs, run_frozen
+from conftest import CUSTOM_CODE, assert_verified, custom_namespace, own_inputs, run_frozen
 
 import freezekeras
 from freezekeras.cli.commands import main
@@ -47,7 +47,7 @@ def test_custom_objects_file_supplies_layers_and_functions(custom_module, tmp_pa
     model = _custom_model(namespace, tmp_path / "custom.h5")
     result = freezekeras.convert(tmp_path / "custom.h5", freezekeras.ConvertOptions(
         output=tmp_path / "custom.pb", custom_objects=code))
-    assert result.verification.passed
+    assert_verified(result)
     _check_matches(result, model)
 
 
@@ -187,7 +187,8 @@ def test_weights_only_file_with_json_architecture(weights_and_architecture, tmp_
     model, weights, architecture = weights_and_architecture
     result = freezekeras.convert(weights, freezekeras.ConvertOptions(
         output=tmp_path / "m.pb", architecture=architecture))
-    assert [s.name for s in result.outputs] == ["probs/Softmax"] and result.verification.passed
+    assert [s.name for s in result.outputs] == ["probs/Softmax"]
+    assert_verified(result)
     _check_matches(result, model)
 
 

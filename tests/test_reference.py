@@ -9,8 +9,15 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import CORPUS, keras_predict, run_frozen
-from test_errors import assert_nothing_changed, assert_one_error_line, snapshot
+from conftest import (
+    CORPUS,
+    assert_nothing_changed,
+    assert_one_error_line,
+    keras_predict,
+    needs_corpus,
+    run_frozen,
+    snapshot,
+)
 
 import freezekeras
 from freezekeras.cli.commands import main
@@ -222,7 +229,8 @@ CORPUS_REFERENCE = {
 }
 
 
-@pytest.mark.skipif(not (CORPUS / "MANIFEST.md").is_file(), reason=f"the shared corpus is absent ({CORPUS})")
+@pytest.mark.corpus
+@needs_corpus
 @pytest.mark.parametrize("name", sorted(CORPUS_REFERENCE))
 def test_corpus_reference_cases_reproduce_the_original_predictions(tmp_path, name):
     folder = CORPUS / "reference"

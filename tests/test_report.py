@@ -9,8 +9,7 @@ from pathlib import Path
 import h5py
 import pytest
 from click.testing import CliRunner
-from conftest import run_frozen
-from test_installed import _user_env
+from conftest import run_frozen, user_env
 
 import freezekeras
 from freezekeras.cli.commands import main
@@ -111,12 +110,13 @@ def test_report_goes_to_stdout_without_output_option(tmp_path):
     ]
 
 
+@pytest.mark.subprocess
 def test_runs_from_the_installed_command(tmp_path):
     (tmp_path / "broken.h5").write_text("not a model\n")
     out = tmp_path / "report.md"
 
     done = subprocess.run([sys.executable, "-m", "freezekeras", "report", str(tmp_path), "-o", str(out)],
-                          capture_output=True, text=True, env=_user_env(), cwd=tmp_path, timeout=300)
+                          capture_output=True, text=True, env=user_env(), cwd=tmp_path, timeout=300)
 
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""

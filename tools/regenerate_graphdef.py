@@ -1,10 +1,13 @@
 """Regenerate ``freezekeras/graphdef/descriptors.binpb`` from the installed TensorFlow.
 
-``freezekeras inspect`` reads GraphDefs with protobuf alone (see
-``freezekeras/graphdef.py``). It needs the message descriptors of TensorFlow's
-``graph.proto`` and the files it imports (``node_def``, ``attr_value``,
-``tensor``, ``tensor_shape``, ``types``, ``function``, ``op_def``,
-``versions``, ``resource_handle``, ``full_type``, ...). The TensorFlow wheel
+``freezekeras inspect`` reads GraphDefs and SavedModels with protobuf alone (see
+``freezekeras/graphdef/``). It needs the message descriptors of TensorFlow's
+``graph.proto`` and ``saved_model.proto`` and the files they import (``node_def``,
+``attr_value``, ``tensor``, ``tensor_shape``, ``types``, ``function``, ``op_def``,
+``versions``, ``resource_handle``, ``full_type``, ``meta_graph``,
+``saved_object_graph``, ``struct``, ...). Well-known protobuf types they
+import (``google/protobuf/any.proto``, ...) are included unchanged, under their
+own names and package, so the private pool can resolve them. The TensorFlow wheel
 ships no ``.proto`` files, but its generated ``*_pb2`` modules hold the
 descriptors; this script takes them from there, renames the proto package
 ``tensorflow`` to ``freezekeras_tf`` and the files to ``freezekeras_tf/...``
@@ -29,9 +32,10 @@ PRIVATE = "freezekeras_tf"
 
 
 def file_protos() -> list:
-    """The FileDescriptorProtos of graph.proto and everything it imports, dependencies first."""
+    """The FileDescriptorProtos of graph.proto, saved_model.proto and what they import, dependencies first."""
     from google.protobuf import descriptor_pb2
     from tensorflow.core.framework import graph_pb2
+    from tensorflow.core.protobuf import saved_model_pb2
 
     ordered, seen = [], set()
 
@@ -46,11 +50,17 @@ def file_protos() -> list:
         ordered.append(proto)
 
     visit(graph_pb2.DESCRIPTOR)
+    visit(saved_model_pb2.DESCRIPTOR)
     return ordered
 
 
 def privatize(proto) -> None:
-    """Rename package, file names and type references; drop options (go_package, java_*)."""
+    """Rename package, file names and type references; drop options (go_package, java_*).
+
+    A well-known type (``google/protobuf/...``) is left as it is.
+    """
+    if _well_known(proto.name):
+        return
     if proto.package != PACKAGE:
         raise SystemExit(f"{proto.name}: unexpected package {proto.package!r}; update this script")
     proto.package = PRIVATE
@@ -65,10 +75,12 @@ def privatize(proto) -> None:
         raise SystemExit(f"{proto.name}: unexpected service {service.name}; update this script")
 
 
+def _well_known(name: str) -> bool:
+    return name.startswith("google/protobuf/")
+
+
 def _file_name(name: str) -> str:
-    if name.startswith("google/protobuf/"):
-        raise SystemExit(f"{name}: a well-known type is imported; update this script to add it")
-    return f"{PRIVATE}/{name}"
+    return name if _well_known(name) else f"{PRIVATE}/{name}"
 
 
 def _privatize_message(message) -> None:

@@ -23,11 +23,12 @@ from freezekeras.errors import (
     EXIT_CODES,
     EXIT_OK,
     EXIT_USAGE_ERROR,
+    SEVERITY,
     FreezeKerasError,
     InternalError,
 )
 
-DEPENDENCIES = ("tensorflow", "tf-keras", "h5py", "protobuf")
+DEPENDENCIES = ("tensorflow", "tf-keras", "keras", "h5py", "protobuf")
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # Click 8.2+
 
 
@@ -83,15 +84,16 @@ def _reports_errors(command):
 
 
 verbose_option = click.option("--verbose", is_flag=True, help="Show TensorFlow's own log messages.")
-json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object (see README).")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object (see docs/json.md).")
 
 
 def model_options(command):
     """The options that say how to load a Keras model, shared by convert and inspect."""
     for option in reversed([
         click.option("--architecture", type=click.Path(path_type=Path), metavar="FILE",
-                     help="The model's architecture as JSON (model.to_json()) or YAML; "
-                          "the .h5 then supplies only the weights."),
+                     help="The model's architecture as JSON (model.to_json(), or a .keras archive's "
+                          "config.json) or YAML (needs PyYAML: pip install '.[yaml]'); the .h5 then supplies "
+                          "only the weights."),
         click.option("--custom-objects", type=click.Path(path_type=Path), metavar="FILE.py",
                      help="A Python file defining the model's custom layers and functions "
                           "(or a CUSTOM_OBJECTS dict). It is run: only for files you trust."),
@@ -209,34 +211,36 @@ class _Group(click.Group):
 
 def _exit_codes_epilog() -> str:
     """The exit codes for ``--help``, in short, from :data:`freezekeras.errors.EXIT_CODES`."""
-    return "Exit codes: " + "; ".join(f"{code} {summary}" for code, summary, _details in EXIT_CODES) + "."
+    codes = "; ".join(f"{code} {summary}" for code, summary, _details in EXIT_CODES)
+    order = ", then ".join(str(code) for code in SEVERITY if code)
+    return f"Exit codes: {codes}. For several models, the most serious of theirs: {order}."
 
 
 @click.group(name="freezekeras", cls=_Group, context_settings={"help_option_names": ["-h", "--help"]},
              epilog=_exit_codes_epilog())
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
-              help="Show the versions of freezekeras, TensorFlow, tf-keras, h5py and protobuf.")
+              help="Show the versions of freezekeras, TensorFlow, tf-keras, Keras, h5py and protobuf.")
 def main() -> None:
-    """Freeze Keras models into TensorFlow graphs (.pb) that serve anywhere.
-
-    For several models the exit code is the most serious of theirs (70, then 2,
-    then 1, then 3).
-    """
+    """Freeze Keras models into TensorFlow graphs (.pb) that serve anywhere."""
 
 
 @main.command()
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="MODEL...")
 @click.option("-o", "--output", type=click.Path(), metavar="PATH",
               help="Output file, or a folder: an existing one, or one ending in '/' (created). "
-                   "A folder for several models. Default: MODEL with .pb (.pbtxt with --text).")
+                   "A folder for several models. Default: MODEL with .pb (.pbtxt with --text). "
+                   "'-' writes the graph to stdout, and the report (text or --json) to stderr; one "
+                   "model only. An existing output that is not a regular file (/dev/null, a FIFO) "
+                   "is written into, never replaced.")
 @click.option("--output-node", "output_nodes", multiple=True, metavar="NAME",
-              help="Freeze this node instead of the model's outputs (repeatable; one model only).")
+              help="Freeze this node (op, or op:N for its output N) instead of the model's outputs "
+                   "(repeatable; one model; session route only).")
 @click.option("--text", is_flag=True, help="Write protobuf text (pbtxt) instead of binary.")
 @click.option("--verify/--no-verify", default=True, show_default=True,
               help="Compare the frozen graph with Keras' predictions on random inputs.")
 @click.option("--atol", type=click.FloatRange(min=0), metavar="FLOAT",
               help="Largest accepted difference. Default: 1e-4 x the largest Keras output (at least 1e-4).")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, metavar="INT",
               help="Seed of the random verification inputs.")
 @click.option("--reference", type=click.Path(path_type=Path), metavar="FILE",
               help="Also check the frozen graph against recorded inputs and predictions: an .npz "
@@ -248,30 +252,38 @@ def main() -> None:
 @click.option("--keep-nchw", is_flag=True,
               help="Keep channels_first convolutions in NCHW (for OpenCV's dnn module and GPUs) instead of "
                    "rewriting them to NHWC, which TensorFlow's CPU kernels need.")
+@click.option("--route", type=click.Choice(["session", "function"]),
+              help="How to freeze a Keras 1 or 2 file: session (tf-keras in a graph session; the default) or "
+                   "function (a traced concrete function; its While loops become native LSTM/GRU in ONNX). "
+                   "Keras 3 models and SavedModels always take the function route.")
+@click.option("--signature", default="serving_default", show_default=True, metavar="NAME",
+              help="The SavedModel signature to freeze.")
 @model_options
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (see README): one object, a list for a batch.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (see docs/json.md): one object, a list for a batch.")
 @verbose_option
 @_reports_errors
 def convert(models: tuple[Path, ...], output: str | None, output_nodes: tuple[str, ...], text: bool,
             verify: bool, atol: float | None, seed: int, reference: Path | None, backend: str | None,
-            keep_nchw: bool, architecture: Path | None, custom_objects: Path | None, allow_lambda: bool, as_json: bool,
-            verbose: bool) -> int:
-    """Freeze Keras models (.h5) into TensorFlow graphs and print their node names.
+            keep_nchw: bool, route: str | None, signature: str, architecture: Path | None,
+            custom_objects: Path | None, allow_lambda: bool, as_json: bool, verbose: bool) -> int:
+    """Freeze Keras models and SavedModels into TensorFlow graphs and print their node names.
 
-    MODEL is an .h5 file, a folder (its .h5 and .hdf5 files) or a quoted glob
-    pattern ('models/*.h5'). Several models, a folder or a pattern make a
-    batch: one status line per model and a summary on stderr, and with --json
-    a list; one failing model does not stop the others.
+    MODEL is a Keras file (.h5, .keras), a SavedModel folder, a folder (its
+    .h5, .hdf5 and .keras files) or a quoted glob pattern ('models/*.h5').
+    Several models, a folder or a pattern make a batch: one status line per
+    model and a summary on stderr, and with --json a list; one failing model
+    does not stop the others.
     """
-    from freezekeras.batch import is_pattern
+    from freezekeras.batch import is_pattern, stands_for_itself
     from freezekeras.results import ConvertOptions
 
     options = ConvertOptions(output=None if output is None else Path(output), output_nodes=output_nodes,
                              text=text, verify=verify, atol=atol, seed=seed, architecture=architecture,
                              custom_objects=custom_objects, allow_lambda=allow_lambda, verbose=verbose,
-                             reference=reference, backend=backend, keep_nchw=keep_nchw)
+                             reference=reference, backend=backend, keep_nchw=keep_nchw, route=route,
+                             signature=signature)
     new_folder = output is not None and output.endswith(("/", os.sep)) and not Path(output).is_dir()
-    if len(models) == 1 and not models[0].is_dir() and not is_pattern(models[0]):
+    if len(models) == 1 and stands_for_itself(models[0]) and not is_pattern(models[0]):
         return _convert_single(models[0], options, as_json=as_json, new_folder=new_folder)
     return _convert_batch(models, options, as_json=as_json, new_folder=new_folder)
 
@@ -281,6 +293,7 @@ def _convert_single(model: Path, options, *, as_json: bool, new_folder: bool) ->
     from freezekeras.api import convert as run_convert
     from freezekeras.batch import convert_many
     from freezekeras.cli.rendering import conversion_text, to_json
+    from freezekeras.output import is_stdout
 
     if new_folder:  # "-o out/": the folder is created once the checks pass
         item = convert_many([model], options, create_output=True, on_step=_step_callback(None))[0]
@@ -291,7 +304,8 @@ def _convert_single(model: Path, options, *, as_json: bool, new_folder: bool) ->
         result = run_convert(model, options, on_step=_step_callback(model))
     for warning in result.warnings:
         click.echo(f"freezekeras: warning: {result.output}: {warning}", err=True)
-    click.echo(to_json(result) if as_json else conversion_text(result))
+    # With "-o -" stdout carries the graph itself: the report goes to stderr.
+    click.echo(to_json(result) if as_json else conversion_text(result), err=is_stdout(options.output))
     _stop_if_signalled(converted=1)  # swallowed after the last step: the graph is written
     return EXIT_OK
 
@@ -335,21 +349,25 @@ def _convert_batch(models: tuple[Path, ...], options, *, as_json: bool, new_fold
 @click.option("--build", is_flag=True,
               help="Build a Keras model in tf-keras (imports TensorFlow) for exact nodes and output shapes. "
                    "Implied by --custom-objects and --allow-lambda.")
+@click.option("--signature", default="serving_default", show_default=True, metavar="NAME",
+              help="The signature of a SavedModel folder to list.")
 @model_options
 @json_option
 @verbose_option
 @_reports_errors
-def inspect(path: Path, check: bool, build: bool, architecture: Path | None, custom_objects: Path | None,
-            allow_lambda: bool, as_json: bool, verbose: bool) -> None:
-    """List the inputs and outputs of PATH (a Keras .h5/.keras model or a frozen graph .pb/.pbtxt); lint a graph."""
+def inspect(path: Path, check: bool, build: bool, signature: str, architecture: Path | None,
+            custom_objects: Path | None, allow_lambda: bool, as_json: bool, verbose: bool) -> None:
+    """List the inputs and outputs of PATH (a Keras .h5/.keras model, a SavedModel folder or a frozen graph
+    .pb/.pbtxt); lint a graph."""
     from freezekeras.cli.rendering import inspection_text, to_json
     from freezekeras.errors import CheckFailedError, UsageError
     from freezekeras.inspection import inspect as run_inspect
 
     result = run_inspect(path, architecture=architecture, custom_objects=custom_objects,
-                         allow_lambda=allow_lambda, verbose=verbose, build=build)
+                         allow_lambda=allow_lambda, verbose=verbose, build=build, signature=signature)
     if check and "lint" not in result.details:
-        raise UsageError(f"{path}: --check lints frozen graphs, and this is a Keras model. "
+        what = "a SavedModel" if result.format == "saved-model" else "a Keras model"
+        raise UsageError(f"{path}: --check lints frozen graphs, and this is {what}. "
                          f"Convert it and check the .pb, or drop --check.")
     click.echo(to_json(result) if as_json else inspection_text(result))
     errors = result.lint_errors if check else []
@@ -362,7 +380,7 @@ def inspect(path: Path, check: bool, build: bool, architecture: Path | None, cus
 
 @main.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.File("w", encoding="utf-8", lazy=True), default="-",
+@click.option("-o", "--output", type=click.File("w", encoding="utf-8", lazy=True), default="-", metavar="FILE.md",
               help="Write the Markdown here (default: stdout).")
 @_reports_errors
 def report(folder: Path, output) -> None:

@@ -38,18 +38,19 @@ def batch_status(item: BatchItem) -> str:
 
 
 def conversion_text(result: ConversionResult) -> str:
-    """Return the readable report of a conversion: nodes to feed and fetch, verification."""
+    """Return the readable report of a conversion: nodes to feed and fetch, the route, verification."""
     lines = [f"wrote {result.output} ({result.node_count} nodes, {_size(result.size_bytes)})", ""]
     lines += _table("inputs (feed)", result.inputs)
     lines += [""] + _table("outputs (fetch)", result.outputs)
+    lines += ["", f"route: {result.route} ({result.route_reason})" if result.route_reason else f"route: {result.route}"]
     check = result.verification
     if check is None:
-        lines += ["", "verification: skipped (--no-verify)"]
+        lines.append("verification: skipped (--no-verify)")
     else:
         shapes = ", ".join(f"{name} {_shape(shape)}" for name, shape in check.input_shapes.items())
         fed = f"random inputs {shapes}" if shapes else "no inputs"
-        lines += ["", f"verification: passed, max |frozen - keras| = {check.max_abs_diff:.3g} "
-                      f"(tolerance {check.atol:.3g}; {fed})"]
+        lines.append(f"verification: passed, max |frozen - keras| = {check.max_abs_diff:.3g} "
+                     f"(tolerance {check.atol:.3g}; {fed})")
     if result.reference is not None:
         lines.append(_reference_line(result.reference))
     return "\n".join(lines)
@@ -75,6 +76,9 @@ def inspection_text(result: InspectResult) -> str:
         lines += ["", "functions: " + ", ".join(_function(f) for f in functions)]
     if "lint" in result.details:
         lines += [""] + _lint(result.details["lint"])
+    repairs = result.details.get("repairs")
+    if repairs:
+        lines += ["", "config repairs (made before Keras loads the model):"] + [f"  {note}" for note in repairs]
     return "\n".join(lines)
 
 
@@ -91,6 +95,16 @@ def _lint(findings: Sequence[dict[str, Any]]) -> list[str]:
 
 def _describe(result: InspectResult) -> str:
     d = result.details
+    if result.format == "saved-model":
+        others = [key for key in d["signatures"] if key != d["signature"]]
+        also = f" (also: {', '.join(others)})" if others else ""
+        return (f"TensorFlow SavedModel (tags {', '.join(d['tags']) or 'none'}), signature {d['signature']}{also}, "
+                f"{d['function_count']} functions, {_size(d['variables_bytes'])} of variables"
+                + (", Keras metadata" if d.get("keras_metadata") else ""))
+    if result.format == "keras-weights":
+        params = "unknown" if d.get("param_count") is None else f"{d['param_count']:,}"
+        return (f"Keras 3 weights (architecture {d.get('architecture') or 'unknown'}), {d['layer_count']} layers, "
+                f"{params} parameters")
     if result.format in {"keras-h5", "keras-archive"}:
         params = "unknown" if d.get("param_count") is None else f"{d['param_count']:,}"
         return (f"Keras model (keras_version {d.get('keras_version') or 'unknown'}, "

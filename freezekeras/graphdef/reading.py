@@ -33,7 +33,20 @@ def read_graph_def(path: Path, *, message: Any = None) -> Any:
         ModelFileError: The file is neither a binary nor a text GraphDef.
     """
     check_input_path(path)
-    data = path.read_bytes()
+    return parse_graph_def(path.read_bytes(), path, message=message)
+
+
+def parse_graph_def(data: bytes, path: Path, *, message: Any = None) -> Any:
+    """Parse a ``GraphDef`` from the bytes of a binary ``.pb`` or a protobuf text file.
+
+    Args:
+        data: The bytes.
+        path: Where they come from, for the errors.
+        message: An empty ``GraphDef`` to fill, as for :func:`read_graph_def`.
+
+    Raises:
+        ModelFileError: The bytes are neither a binary nor a text GraphDef.
+    """
     if not data:
         raise ModelFileError(f"{path}: the file is empty. Convert the model again.")
     graph_def = GraphDef() if message is None else message

@@ -7,6 +7,7 @@ hold Lambda layers) live here.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -88,21 +89,14 @@ def read_keras_file(path: Path, *, architecture: Path | None = None, backend: st
     _check_signature(path)
     import h5py
 
-    try:
-        with h5py.File(path, "r") as handle:
-            attrs = handle.attrs
-            if architecture is None:
-                raw_config = attrs.get("model_config")
-                if raw_config is None:
-                    raise _missing_config_error(path, handle)
-                config = _parse_config(path, text_attribute(raw_config))
-            keras_version = text_attribute(attrs.get("keras_version"))
-            recorded = text_attribute(attrs.get("backend"))
-    except OSError as exc:
-        raise ModelFileError(
-            f"{path}: the HDF5 file is damaged or truncated ({error_summary(exc)}). "
-            "Copy or download it again."
-        ) from exc
+    with reading_hdf5(path), h5py.File(path, "r") as handle:
+        if architecture is None:
+            raw_config = read_attribute(handle, "model_config")
+            if raw_config is None:
+                raise _missing_config_error(path, handle)
+            config = _parse_config(path, text_attribute(raw_config))
+        keras_version = text_attribute(read_attribute(handle, "keras_version"))
+        recorded = text_attribute(read_attribute(handle, "backend"))
     if architecture is not None:
         config = read_architecture(architecture)
         keras_version = keras_version or text_attribute(config.get("keras_version"))
@@ -245,6 +239,11 @@ def _check_signature(path: Path) -> None:
 
 
 def _missing_config_error(path: Path, handle) -> ModelFileError:
+    from freezekeras.kerasfile.keras3 import ARCHITECTURE_HINT, is_keras3_weights_file
+
+    if is_keras3_weights_file(handle):
+        return WeightsOnlyError(f"{path}: holds Keras 3 weights only (saved with save_weights), no architecture. "
+                                f"{ARCHITECTURE_HINT}.")
     if "layer_names" in handle.attrs or "model_weights" in handle:
         return WeightsOnlyError(
             f"{path}: holds weights only, no model architecture (saved with save_weights). "
@@ -276,6 +275,45 @@ def _check_config(path: Path, config: Any, what: str) -> dict[str, Any]:
     return config
 
 
+#: What h5py raises on a damaged or truncated file: OSError where HDF5 cannot open or read it, and
+#: RuntimeError, KeyError or ValueError where it meets a damaged object header, heap or B-tree inside
+#: it (``Object visitation failed``, ``Unable to synchronously open dataset``, ...).
+HDF5_ERRORS = (OSError, RuntimeError, KeyError, ValueError)
+
+
+def hdf5_damaged(path: Path, exc: BaseException, what: str = "the HDF5 file") -> ModelFileError:
+    """The error for h5py's ``exc`` on ``path``: ``what`` is damaged or truncated."""
+    reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # KeyError's str() adds quotes
+    return ModelFileError(f"{path}: {what} is damaged or truncated ({error_summary(reason)}). "
+                          "Copy or download it again.")
+
+
+@contextlib.contextmanager
+def reading_hdf5(path: Path, what: str = "the HDF5 file") -> Iterator[None]:
+    """Turn h5py's errors (:data:`HDF5_ERRORS`) raised in the block into :func:`hdf5_damaged`."""
+    try:
+        yield
+    except HDF5_ERRORS as exc:
+        raise hdf5_damaged(path, exc, what) from exc
+
+
+def read_attribute(handle: Any, name: str) -> Any:
+    """The attribute ``name`` of an open h5py object, or ``None``; a damaged one raises ValueError.
+
+    Keras writes its metadata (``model_config``, ``keras_version``, ``backend``)
+    as strings. An attribute whose type is a variable-length sequence instead
+    is damaged, and HDF5 1.14 crashes the process (SIGSEGV) converting some of
+    them, so it is refused before it is read.
+    """
+    import h5py
+
+    if name not in handle.attrs:
+        return None
+    if handle.attrs.get_id(name).get_type().get_class() == h5py.h5t.VLEN:
+        raise ValueError(f"attribute {name} holds a variable-length sequence, not text")
+    return handle.attrs[name]
+
+
 def text_attribute(value: Any) -> str | None:
     """An HDF5 attribute (bytes, numpy scalar or str) as text; ``None`` stays ``None``."""
     if value is None:
@@ -290,8 +328,12 @@ def text_attribute(value: Any) -> str | None:
 
 __all__ = [
     "KerasFileInfo",
+    "HDF5_ERRORS",
     "find_lambda_layers",
+    "hdf5_damaged",
+    "read_attribute",
     "read_keras_file",
+    "reading_hdf5",
     "refuse_lambda_layers",
     "replace_lambda_functions",
     "text_attribute",

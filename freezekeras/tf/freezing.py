@@ -62,14 +62,19 @@ def freeze_graph(session: Any, graph: Any, output_names: Sequence[str], *,
         ) from exc
     pruned.library.CopyFrom(frozen.library)
     pruned.versions.CopyFrom(frozen.versions)
-    tables = [node.name for node in pruned.node if node.op in _TABLE_OPS]
+    check_tables(pruned, source)
+    return pruned
+
+
+def check_tables(graph_def: Any, source: Path | str) -> None:
+    """Raise :class:`ConversionError` if the graph needs a lookup table, which a frozen graph cannot fill."""
+    tables = [node.name for node in graph_def.node if node.op in _TABLE_OPS]
     if tables:
         raise ConversionError(
             f"{source}: the model uses lookup tables ({', '.join(tables[:3])}; StringLookup, "
             "IntegerLookup or TextVectorization layers), which a frozen graph cannot fill by itself. "
             "Do the lookup before feeding the graph: save the model without those layers and convert that."
         )
-    return pruned
 
 
 def order_nodes(graph_def: Any, *, first: Sequence[str], last: Sequence[str]) -> None:

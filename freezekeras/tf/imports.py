@@ -54,6 +54,29 @@ def import_tf_keras(*, verbose: bool = False) -> ModuleType:
     return tf_keras
 
 
+def import_keras(*, verbose: bool = False) -> ModuleType:
+    """Import and return Keras 3 (the ``keras`` package) on its TensorFlow backend (after :func:`import_tensorflow`).
+
+    ``KERAS_BACKEND=tensorflow`` is set unless the caller set a backend; a
+    Keras already imported on another backend cannot freeze a TensorFlow graph.
+
+    Raises:
+        ConversionError: Keras 3 runs on another backend in this process.
+    """
+    import_tensorflow(verbose=verbose)
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    with _native_stderr_silenced(not verbose and "keras" not in sys.modules), contextlib.redirect_stdout(sys.stderr):
+        import keras
+    if keras.backend.backend() != "tensorflow":
+        from freezekeras.errors import ConversionError
+
+        raise ConversionError(
+            f"Keras 3 runs on the {keras.backend.backend()} backend in this process; freezing needs TensorFlow's. "
+            "Run freezekeras with KERAS_BACKEND=tensorflow (a model saved with any backend converts)."
+        )
+    return keras
+
+
 @contextlib.contextmanager
 def quiet(verbose: bool) -> Iterator[None]:
     """Hide the warnings TensorFlow and Keras give while we build and freeze, unless ``verbose``.

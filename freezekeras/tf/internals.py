@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from freezekeras.errors import MovedInternalError
-from freezekeras.tf.imports import import_tensorflow, import_tf_keras
+from freezekeras.tf.imports import import_keras, import_tensorflow, import_tf_keras
 
 #: tf-keras' own application layers that Keras cannot load by name, and the config key that marks
 #: a layer's config as tf-keras' own (tensorflow/tensorflow#59767).
@@ -95,6 +95,49 @@ def deprecation_notices_silenced() -> contextlib.AbstractContextManager[Any]:
     return private("tensorflow.python.util.deprecation", "silence")()
 
 
+def convert_variables_to_constants_v2(function: Any) -> Any:
+    """Freeze a concrete function, keeping its control flow as ``While``/``If`` ops (``lower_control_flow=False``).
+
+    TensorFlow 2's freezing function has no public name (the v1 one,
+    ``tf.compat.v1.graph_util.convert_variables_to_constants``, takes a session).
+    """
+    import_tensorflow()
+    convert = private("tensorflow.python.framework.convert_to_constants", "convert_variables_to_constants_v2")
+    return convert(function, lower_control_flow=False)
+
+
+def keras_operation(name: str) -> type | None:
+    """Keras 3's operation class ``name`` (``NotEqual``...) from ``keras.src.ops.numpy``, or ``None``.
+
+    A Keras 3 ``.h5`` config names the operations a Functional model applies to
+    Keras tensors like layers, without the module a ``.keras`` config gives them.
+    """
+    import_keras()
+    found = getattr(private("keras.src.ops.numpy"), name, None)
+    return found if isinstance(found, type) else None
+
+
+@contextlib.contextmanager
+def keras_name_counters_restarted() -> Iterator[None]:
+    """Restart Keras 3's layer auto-naming counters within the block, and put them back after.
+
+    Layers that Python code creates while a model loads (the inside of a custom
+    layer) are named from process-wide counters (``dense_7``), and the names end
+    up in graph nodes: without this the bytes of a frozen graph would depend on
+    what the process built before. Keras keeps the counters in its global state.
+    """
+    import collections
+
+    global_state = private("keras.src.backend.common.global_state")
+    key = "object_name_uids"
+    saved = global_state.get_global_attribute(key)
+    global_state.set_global_attribute(key, collections.defaultdict(int))
+    try:
+        yield
+    finally:
+        global_state.set_global_attribute(key, saved)
+
+
 @contextlib.contextmanager
 def layer_base_classes_restored() -> Iterator[None]:
     """Put back the base classes tf-keras swaps while a model is built in graph mode.
@@ -117,6 +160,17 @@ def layer_base_classes_restored() -> Iterator[None]:
             if cls.__bases__ != bases:
                 cls.__bases__ = bases
 
+
+def batch_norm_folder() -> Callable[[Any], Any]:
+    """``optimize_for_inference_lib.fold_batch_norms``: BatchNorm after a convolution folded into its weights.
+
+    It takes a ``GraphDef`` and returns a new one, without the function
+    library. TensorFlow has no public way to fold BatchNorm into convolution
+    weights in a frozen graph (Grappler's remapper fuses them into internal
+    ``_FusedConv2D`` ops instead, which other runtimes cannot load).
+    """
+    import_tensorflow()
+    return private("tensorflow.python.tools.optimize_for_inference_lib", "fold_batch_norms")
 
 def _installed() -> str:
     from importlib import metadata

@@ -17,3 +17,16 @@ def all_layers(model: Any) -> Iterator[Any]:
             inner = getattr(layer, attribute, None)
             if inner is not None:
                 stack.append(inner)
+
+
+def integer_input_limit(model: Any, default: int) -> int:
+    """Random integer inputs stay below this: the smallest Embedding or CategoryEncoding size, at most ``default``."""
+    sizes = [getattr(layer, "input_dim", None) if type(layer).__name__ == "Embedding"
+             else getattr(layer, "num_tokens", None) if type(layer).__name__ == "CategoryEncoding"
+             else None for layer in all_layers(model)]
+    return max(1, min([default] + [int(size) for size in sizes if size]))
+
+
+def stateful_layers(model: Any) -> list[str]:
+    """Names of the model's stateful (recurrent) layers, sorted."""
+    return sorted({layer.name for layer in all_layers(model) if getattr(layer, "stateful", False)})

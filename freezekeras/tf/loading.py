@@ -76,7 +76,8 @@ class KerasSession:
 
 @contextlib.contextmanager
 def keras_session(info: KerasFileInfo, *, custom_objects: Path | None = None,
-                  allow_lambda: bool = False, verbose: bool = False) -> Iterator[KerasSession]:
+                  allow_lambda: bool = False, verbose: bool = False,
+                  objects: dict[str, Any] | None = None) -> Iterator[KerasSession]:
     """Build the model of ``info`` in a fresh graph and session, learning phase 0.
 
     The learning phase is set before the model is built, so Dropout and
@@ -88,6 +89,7 @@ def keras_session(info: KerasFileInfo, *, custom_objects: Path | None = None,
             functions; it is run (see :func:`freezekeras.tf.custom.load_custom_objects`).
         allow_lambda: Load Lambda layers (runs their Python bytecode).
         verbose: Leave TensorFlow's logging on.
+        objects: The custom objects, when the caller loaded them from ``custom_objects`` already.
 
     Yields:
         The built model with its graph and session; the session is closed on exit.
@@ -100,10 +102,9 @@ def keras_session(info: KerasFileInfo, *, custom_objects: Path | None = None,
     """
     tf = import_tensorflow(verbose=verbose)
     tf_keras = import_tf_keras(verbose=verbose)
-    objects = load_custom_objects(custom_objects) if custom_objects is not None else {}
-    info = replace_lambda_functions(info, objects)
-    if not allow_lambda:
-        refuse_lambda_layers(info)
+    if objects is None:
+        objects = load_custom_objects(custom_objects) if custom_objects is not None else {}
+    info = _lambdas_settled(info, objects, allow_lambda)
     graph = tf.Graph()
     with layer_base_classes_restored(), graph.as_default(), quiet(verbose):
         session = tf.compat.v1.Session(graph=graph, config=session_config())  # NCHW runs on CPUs too
@@ -114,6 +115,35 @@ def keras_session(info: KerasFileInfo, *, custom_objects: Path | None = None,
                 yield KerasSession(model=model, graph=graph, session=session, notes=notes)
         finally:
             session.close()
+
+
+@contextlib.contextmanager
+def eager_keras_model(info: KerasFileInfo, objects: dict[str, Any], *, custom_objects: Path | None = None,
+                      allow_lambda: bool = False, verbose: bool = False) -> Iterator[tuple[Any, tuple[str, ...]]]:
+    """Build the model of ``info`` in tf-keras outside graph mode, as the function route traces it.
+
+    Args:
+        info: The file's metadata, as for :func:`keras_session`.
+        objects: The custom objects, already loaded from ``custom_objects``.
+        custom_objects: The file they came from, for messages.
+        allow_lambda: Load Lambda layers (runs their Python bytecode).
+        verbose: Leave TensorFlow's logging on.
+
+    Yields:
+        The model and the notes on what loading converted.
+    """
+    tf_keras = import_tf_keras(verbose=verbose)
+    info = _lambdas_settled(info, objects, allow_lambda)
+    with layer_base_classes_restored(), quiet(verbose):
+        yield _load_model(tf_keras, info, objects, custom_objects)
+
+
+def _lambdas_settled(info: KerasFileInfo, objects: dict[str, Any], allow_lambda: bool) -> KerasFileInfo:
+    """``info`` with the Lambda layers ``objects`` replace by name; refused if others remain, unless allowed."""
+    info = replace_lambda_functions(info, objects)
+    if not allow_lambda:
+        refuse_lambda_layers(info)
+    return info
 
 
 def _load_model(tf_keras, info: KerasFileInfo, objects: dict[str, Any],
