@@ -11,7 +11,7 @@ import difflib
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +42,10 @@ from freezekeras.tf.imports import import_tensorflow
 from freezekeras.tf.layers import integer_input_limit, stateful_layers
 from freezekeras.tf.layout import channels_first_nodes, relayout_note, to_channels_last
 from freezekeras.tf.loading import KerasSession, keras_session
+from freezekeras.tf.optimize import FP16_RELATIVE_ATOL, optimize, to_fp16
 from freezekeras.tf.reference import Recording, check_recording, read_recording
 from freezekeras.tf.tensors import tensor_spec
-from freezekeras.tf.verification import BATCH_SIZE, FREE_DIM_SIZE, INT_HIGH, verify
+from freezekeras.tf.verification import BATCH_SIZE, FREE_DIM_SIZE, INT_HIGH, RELATIVE_ATOL, verify
 
 #: Called after each step of a conversion with the step's name and its duration in seconds.
 StepCallback = Callable[[str, float], None]
@@ -94,6 +95,9 @@ def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
             loaded = stack.enter_context(_load(plan, path, options))
         with timer.step("freeze"):
             frozen = _freeze(plan, loaded, path, options)
+        if options.optimize or options.fp16:
+            with timer.step("optimize"):
+                _transform(frozen, options)
         with timer.step("write"):
             out.write(serialize(frozen.graph_def, text=options.text, source=path))
         node_count = len(frozen.graph_def.node)
@@ -107,7 +111,7 @@ def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
                 raise _verification_error(path, verification, frozen.warnings)
         if recording is not None:
             with timer.step("reference"):
-                reference = _check_reference(written, recording, frozen.inputs, frozen.outputs, options, path)
+                reference = _check_reference(written, recording, frozen, options, path)
             if not reference.passed:
                 raise _reference_error(path, recording, reference)
         out.commit()
@@ -124,6 +128,7 @@ def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
         reference=reference,
         route=plan.route,
         route_reason=plan.reason,
+        transforms=frozen.transforms,
     )
 
 
@@ -207,6 +212,20 @@ class _Frozen:
     warnings: tuple[str, ...]
     predict: Callable[[dict[str, Any]], Sequence[Any]]
     int_high: int
+    transforms: dict[str, dict[str, int]] = field(default_factory=dict)
+    relative_atol: float = RELATIVE_ATOL
+
+
+def _transform(frozen: _Frozen, options: ConvertOptions) -> None:
+    """``--optimize`` then ``--fp16`` on the frozen graph (folding would undo the float16 casts the other way)."""
+    if options.optimize:
+        frozen.graph_def, report = optimize(frozen.graph_def, inputs=[spec.name for spec in frozen.inputs],
+                                            outputs=[spec.name for spec in frozen.outputs])
+        frozen.transforms["optimize"] = report.to_json()
+    if options.fp16:
+        frozen.graph_def, report = to_fp16(frozen.graph_def)
+        frozen.transforms["fp16"] = report.to_json()
+        frozen.relative_atol = FP16_RELATIVE_ATOL
 
 
 def _load(plan: RoutePlan, path: Path, options: ConvertOptions) -> contextlib.AbstractContextManager[Any]:
@@ -338,7 +357,7 @@ def _verify(frozen: _Frozen, graph_def: Any, options: ConvertOptions, path: Path
     tf = import_tensorflow()
     try:
         return verify(graph_def, frozen.inputs, frozen.outputs, reference=frozen.predict, seed=options.seed,
-                      int_high=frozen.int_high, atol=options.atol)
+                      int_high=frozen.int_high, atol=options.atol, relative_atol=frozen.relative_atol)
     except ConversionError as exc:
         raise ConversionError(f"{path}: {exc}") from exc
     except (tf.errors.OpError, ValueError) as exc:  # e.g. random inputs too small for the model
@@ -349,11 +368,11 @@ def _verify(frozen: _Frozen, graph_def: Any, options: ConvertOptions, path: Path
         ) from exc
 
 
-def _check_reference(graph_def: Any, recording: Recording, inputs, outputs, options: ConvertOptions,
-                     path: Path):
+def _check_reference(graph_def: Any, recording: Recording, frozen: _Frozen, options: ConvertOptions, path: Path):
     tf = import_tensorflow()
     try:
-        return check_recording(graph_def, recording, inputs, outputs, atol=options.atol)
+        return check_recording(graph_def, recording, frozen.inputs, frozen.outputs, atol=options.atol,
+                               relative_atol=frozen.relative_atol)
     except tf.errors.OpError as exc:  # e.g. inputs the shape checks could not catch
         raise UsageError(
             f"{recording.path}: the frozen graph of {path} cannot run on the recorded inputs "

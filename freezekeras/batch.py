@@ -119,7 +119,7 @@ def _folder_models(folder: Path) -> list[Path]:
 
 def convert_many(models: Sequence[str | os.PathLike], options: ConvertOptions | None = None, *,
                  create_output: bool = False, on_result: ResultCallback | None = None,
-                 on_step: BatchStepCallback | None = None) -> list[BatchItem]:
+                 on_step: BatchStepCallback | None = None, jobs: int = 1) -> list[BatchItem]:
     """Convert each model with :func:`freezekeras.convert`, going on after a failure.
 
     Everything that concerns the whole call is checked first, before any model
@@ -135,6 +135,11 @@ def convert_many(models: Sequence[str | os.PathLike], options: ConvertOptions | 
             missing, after the checks pass.
         on_result: Called with each model's outcome as soon as it is known.
         on_step: Called with ``(model, step, seconds)`` after each step of each model.
+        jobs: Worker processes (:mod:`freezekeras.parallel`); 0: one per CPU. With 1 (the default),
+            or one model, the models are converted in this process, one after the other. With more,
+            each worker imports TensorFlow once and converts model after model: the same files and
+            items as with 1, ``on_result`` called in the order the models finish, the items
+            returned in the given order.
 
     Returns:
         One item per model, in the given order: the result, or the error message
@@ -142,15 +147,22 @@ def convert_many(models: Sequence[str | os.PathLike], options: ConvertOptions | 
         reported as that model's internal error (:class:`~freezekeras.errors.InternalError`, exit code 70).
 
     Raises:
-        UsageError: One of the checks above failed; nothing was converted.
+        UsageError: One of the checks above failed, or ``jobs`` is negative; nothing was converted.
         OutputError: The output folder is missing (without ``create_output``),
             is a file, or cannot be created.
     """
     options = options or ConvertOptions()
     paths = [Path(model) for model in models]
+    if not isinstance(jobs, int) or jobs < 0:
+        raise UsageError(f"jobs {jobs!r}: use a whole number of 0 (one per CPU) or more (--jobs).")
     _check_batch(paths, options, create_output=create_output)
     if options.output is not None and create_output:
         _make_folder(options.output)
+    workers = (os.cpu_count() or 1) if jobs == 0 else jobs
+    if min(workers, len(paths)) > 1:
+        from freezekeras.parallel import convert_parallel  # multiprocessing only when asked for
+
+        return convert_parallel(paths, options, min(workers, len(paths)), on_result=on_result, on_step=on_step)
     items = []
     for path in paths:
         item = _convert_one(path, options, on_step)

@@ -89,6 +89,13 @@ class ConvertOptions:
             route (:mod:`freezekeras.tf.function_route`), and ``"session"`` is
             refused for them.
         signature: The SavedModel signature to freeze.
+        optimize: Simplify the frozen graph for inference with TensorFlow's own tools
+            (BatchNorm folded into convolutions, constants folded, Identity chains and
+            no-ops dropped: :func:`freezekeras.tf.optimize.optimize`); verification
+            checks the optimized graph.
+        fp16: Store float32 weights as float16 constants with a cast back (about half the
+            file); verification's default tolerance is then
+            :data:`freezekeras.tf.optimize.FP16_RELATIVE_ATOL` times the largest output.
     """
 
     output: Path | None = None
@@ -106,6 +113,8 @@ class ConvertOptions:
     keep_nchw: bool = False
     route: str | None = None
     signature: str = DEFAULT_SIGNATURE
+    optimize: bool = False
+    fp16: bool = False
 
     def __post_init__(self) -> None:
         """Check the values; a single node name is taken as a one-name tuple.
@@ -181,6 +190,7 @@ class ConversionResult:
             inputs fed), or ``None`` without one.
         route: ``"session"`` or ``"function"``: how the model was frozen.
         route_reason: Why that route, in a few words.
+        transforms: What ``optimize`` and ``fp16`` did (their reports, by name); empty without them.
     """
 
     model: Path
@@ -195,6 +205,7 @@ class ConversionResult:
     reference: Verification | None = None
     route: str = "session"
     route_reason: str = ""
+    transforms: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """Return the JSON form documented in docs/json.md."""
@@ -210,6 +221,7 @@ class ConversionResult:
             "verification": None if self.verification is None else self.verification.to_json(),
             "reference": None if self.reference is None else self.reference.to_json(),
             "warnings": list(self.warnings),
+            "transforms": self.transforms,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
 

@@ -252,20 +252,29 @@ def main() -> None:
 @click.option("--keep-nchw", is_flag=True,
               help="Keep channels_first convolutions in NCHW (for OpenCV's dnn module and GPUs) instead of "
                    "rewriting them to NHWC, which TensorFlow's CPU kernels need.")
+@click.option("--optimize", is_flag=True,
+              help="Simplify the graph for inference with TensorFlow's own tools: BatchNorm folded into "
+                   "convolutions, constants folded, Identity chains and no-ops dropped. Verified as written.")
+@click.option("--fp16", is_flag=True,
+              help="Store float32 weights as float16 with a cast back (about half the file). Verification's "
+                   "default tolerance becomes 1e-2 x the largest output (--atol to choose).")
 @click.option("--route", type=click.Choice(["session", "function"]),
               help="How to freeze a Keras 1 or 2 file: session (tf-keras in a graph session; the default) or "
                    "function (a traced concrete function; its While loops become native LSTM/GRU in ONNX). "
                    "Keras 3 models and SavedModels always take the function route.")
 @click.option("--signature", default="serving_default", show_default=True, metavar="NAME",
               help="The SavedModel signature to freeze.")
+@click.option("-j", "--jobs", type=click.IntRange(min=0), default=1, show_default=True, metavar="N",
+              help="Convert a batch in N worker processes (0: one per CPU), each importing TensorFlow once: "
+                   "the same files, reports and exit code as with 1.")
 @model_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (see docs/json.md): one object, a list for a batch.")
 @verbose_option
 @_reports_errors
 def convert(models: tuple[Path, ...], output: str | None, output_nodes: tuple[str, ...], text: bool,
             verify: bool, atol: float | None, seed: int, reference: Path | None, backend: str | None,
-            keep_nchw: bool, route: str | None, signature: str, architecture: Path | None,
-            custom_objects: Path | None, allow_lambda: bool, as_json: bool, verbose: bool) -> int:
+            keep_nchw: bool, optimize: bool, fp16: bool, route: str | None, signature: str, architecture: Path | None,
+            custom_objects: Path | None, allow_lambda: bool, as_json: bool, verbose: bool, jobs: int = 1) -> int:
     """Freeze Keras models and SavedModels into TensorFlow graphs and print their node names.
 
     MODEL is a Keras file (.h5, .keras), a SavedModel folder, a folder (its
@@ -281,11 +290,11 @@ def convert(models: tuple[Path, ...], output: str | None, output_nodes: tuple[st
                              text=text, verify=verify, atol=atol, seed=seed, architecture=architecture,
                              custom_objects=custom_objects, allow_lambda=allow_lambda, verbose=verbose,
                              reference=reference, backend=backend, keep_nchw=keep_nchw, route=route,
-                             signature=signature)
+                             signature=signature, optimize=optimize, fp16=fp16)
     new_folder = output is not None and output.endswith(("/", os.sep)) and not Path(output).is_dir()
     if len(models) == 1 and stands_for_itself(models[0]) and not is_pattern(models[0]):
         return _convert_single(models[0], options, as_json=as_json, new_folder=new_folder)
-    return _convert_batch(models, options, as_json=as_json, new_folder=new_folder)
+    return _convert_batch(models, options, as_json=as_json, new_folder=new_folder, jobs=jobs)
 
 
 def _convert_single(model: Path, options, *, as_json: bool, new_folder: bool) -> int:
@@ -310,7 +319,7 @@ def _convert_single(model: Path, options, *, as_json: bool, new_folder: bool) ->
     return EXIT_OK
 
 
-def _convert_batch(models: tuple[Path, ...], options, *, as_json: bool, new_folder: bool) -> int:
+def _convert_batch(models: tuple[Path, ...], options, *, as_json: bool, new_folder: bool, jobs: int = 1) -> int:
     """Several models: a status line each and a summary on stderr; the reports on stdout."""
     from freezekeras.batch import BatchReport, convert_many, expand_models
     from freezekeras.cli.rendering import batch_json, batch_status, batch_text
@@ -321,8 +330,9 @@ def _convert_batch(models: tuple[Path, ...], options, *, as_json: bool, new_fold
     def done(item) -> None:
         if not item.ok:
             _stop_if_signalled(report.converted)  # the failure may be the signal's, swallowed and replaced
-        if debug and item.exception is not None:
-            traceback.print_exception(item.exception)
+        if debug and item.exception is not None:  # a worker's (--jobs) comes with its traceback as text
+            click.echo(getattr(item.exception, "remote_traceback", None)
+                       or "".join(traceback.format_exception(item.exception)), err=True, nl=False)
         for warning in item.result.warnings if item.result is not None else ():
             click.echo(f"freezekeras: warning: {item.result.output}: {warning}", err=True)
         click.echo(f"freezekeras: {batch_status(item)}", err=True)
@@ -330,12 +340,13 @@ def _convert_batch(models: tuple[Path, ...], options, *, as_json: bool, new_fold
         _stop_if_signalled(report.converted)  # swallowed after the model's last step: it is written
 
     try:
-        convert_many(expand_models(models), options, create_output=new_folder, on_result=done,
-                     on_step=_step_callback(None))
+        items = convert_many(expand_models(models), options, create_output=new_folder, on_result=done,
+                             on_step=_step_callback(None), jobs=jobs)
     except _Terminated as stop:
         stop.converted = max(getattr(stop, "converted", 0), report.converted)
         raise
-    data = batch_json(report.items) if as_json else batch_text(report.items)
+    # In the given order: with --jobs, done() saw the models in the order they finished.
+    data = batch_json(items) if as_json else batch_text(items)
     if data:
         click.echo(data)
     click.echo(f"freezekeras: {report}", err=True)

@@ -43,6 +43,7 @@ def conversion_text(result: ConversionResult) -> str:
     lines += _table("inputs (feed)", result.inputs)
     lines += [""] + _table("outputs (fetch)", result.outputs)
     lines += ["", f"route: {result.route} ({result.route_reason})" if result.route_reason else f"route: {result.route}"]
+    lines += _transform_lines(result.transforms)
     check = result.verification
     if check is None:
         lines.append("verification: skipped (--no-verify)")
@@ -54,6 +55,19 @@ def conversion_text(result: ConversionResult) -> str:
     if result.reference is not None:
         lines.append(_reference_line(result.reference))
     return "\n".join(lines)
+
+
+def _transform_lines(transforms: dict[str, dict[str, int]]) -> list[str]:
+    lines = []
+    if "optimize" in transforms:
+        done = transforms["optimize"]
+        lines.append(f"optimized: {done['nodes_before']} -> {done['nodes_after']} nodes "
+                     f"({done['folded_batch_norms']} BatchNorms folded into convolutions)")
+    if "fp16" in transforms:
+        done = transforms["fp16"]
+        lines.append(f"fp16: {done['constants_converted']} constants stored as float16, "
+                     f"{_size(done['bytes_before'])} -> {_size(done['bytes_after'])}")
+    return lines
 
 
 def _reference_line(check) -> str:

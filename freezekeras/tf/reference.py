@@ -26,7 +26,7 @@ from freezekeras.errors import UsageError, error_summary
 from freezekeras.graphdef.reading import tensor_name
 from freezekeras.paths import check_input_path, file_signature
 from freezekeras.results import TensorSpec, Verification
-from freezekeras.tf.verification import compare, run_graph_def
+from freezekeras.tf.verification import RELATIVE_ATOL, compare, run_graph_def
 
 #: The groups of an HDF5 reference file: inputs, and the predictions to reproduce.
 HDF5_GROUPS = {"inputs": "input", "predictions": "output"}
@@ -106,7 +106,8 @@ def match_recording(recording: Recording, inputs: Sequence[TensorSpec],
 
 
 def check_recording(graph_def: Any, recording: Recording, inputs: Sequence[TensorSpec],
-                    outputs: Sequence[TensorSpec], *, atol: float | None = None) -> Verification:
+                    outputs: Sequence[TensorSpec], *, atol: float | None = None,
+                    relative_atol: float = RELATIVE_ATOL) -> Verification:
     """Run ``graph_def`` on the recorded inputs and compare with the recorded predictions.
 
     The whole recorded batch is fed at once. The comparison is
@@ -122,7 +123,7 @@ def check_recording(graph_def: Any, recording: Recording, inputs: Sequence[Tenso
     names = [spec.name for spec in outputs]
     actual = run_graph_def(graph_def, feeds, names)
     shapes = {name: tuple(value.shape) for name, value in feeds.items()}
-    return compare(names, expected, actual, atol=atol, input_shapes=shapes)
+    return compare(names, expected, actual, atol=atol, input_shapes=shapes, relative_atol=relative_atol)
 
 
 def expected_keys(recording: Recording, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]) -> str:

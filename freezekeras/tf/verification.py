@@ -77,8 +77,8 @@ def run_graph_def(graph_def: Any, feeds: dict[str, Any], fetches: Sequence[str])
 
 
 def compare(names: Sequence[str], expected: Sequence[Any], actual: Sequence[Any], *,
-            atol: float | None = None, input_shapes: dict[str, tuple[int, ...]] | None = None
-            ) -> Verification:
+            atol: float | None = None, input_shapes: dict[str, tuple[int, ...]] | None = None,
+            relative_atol: float = RELATIVE_ATOL) -> Verification:
     """Compare the frozen graph's outputs with Keras' own.
 
     NaNs (and infinities) in the same places count as equal; a NaN on one
@@ -89,8 +89,10 @@ def compare(names: Sequence[str], expected: Sequence[Any], actual: Sequence[Any]
         expected: Keras' outputs.
         actual: The frozen graph's outputs.
         atol: The largest absolute difference accepted; ``None``:
-            :data:`RELATIVE_ATOL` times the largest absolute Keras output (at least 1).
+            ``relative_atol`` times the largest absolute Keras output (at least 1).
         input_shapes: The shapes fed, recorded in the result.
+        relative_atol: The default tolerance relative to the outputs' scale (:data:`RELATIVE_ATOL`;
+            larger for a graph with float16 weights).
     """
     import numpy as np
 
@@ -109,7 +111,7 @@ def compare(names: Sequence[str], expected: Sequence[Any], actual: Sequence[Any]
         with np.errstate(invalid="ignore"):  # inf - inf: such places are `same` already
             diff = np.where(same, 0.0, np.abs(want - got))  # NaN where only one side is NaN
         per_output[name] = float(np.max(diff)) if diff.size else 0.0
-    tolerance = atol if atol is not None else RELATIVE_ATOL * scale
+    tolerance = atol if atol is not None else relative_atol * scale
     return Verification(
         passed=all(diff <= tolerance for diff in per_output.values()),  # NaN fails
         max_abs_diff=max(per_output.values(), key=severity, default=0.0),
@@ -121,7 +123,8 @@ def compare(names: Sequence[str], expected: Sequence[Any], actual: Sequence[Any]
 
 def verify(graph_def: Any, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
            reference: Callable[[dict[str, Any]], Sequence[Any]], *, seed: int = 0,
-           int_high: int = INT_HIGH, atol: float | None = None) -> Verification:
+           int_high: int = INT_HIGH, atol: float | None = None,
+           relative_atol: float = RELATIVE_ATOL) -> Verification:
     """Feed random inputs to ``graph_def`` and to ``reference`` and compare.
 
     Args:
@@ -132,13 +135,14 @@ def verify(graph_def: Any, inputs: Sequence[TensorSpec], outputs: Sequence[Tenso
         seed: Seed of the random inputs.
         int_high: Upper bound (exclusive) of integer inputs.
         atol: See :func:`compare`.
+        relative_atol: See :func:`compare`.
     """
     feeds = random_inputs(inputs, seed=seed, int_high=int_high)
     names = [spec.name for spec in outputs]
     expected = reference(feeds)
     actual = run_graph_def(graph_def, feeds, names)
     shapes = {name: tuple(value.shape) for name, value in feeds.items()}
-    return compare(names, expected, actual, atol=atol, input_shapes=shapes)
+    return compare(names, expected, actual, atol=atol, input_shapes=shapes, relative_atol=relative_atol)
 
 
 def _numpy_dtype(name: str):
