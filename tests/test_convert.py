@@ -145,7 +145,8 @@ def test_cli_json_schema(model_dir, tmp_path):
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
     assert set(data) == {"model", "output", "route", "route_reason", "inputs", "outputs", "node_count", "size_bytes",
-                         "verification", "reference", "warnings", "timings"}
+                         "verification", "reference", "warnings", "transforms", "timings"}
+    assert data["transforms"] == {}
     assert (data["route"], data["route_reason"]) == ("session", f"a Keras {_tf_keras_version()} .h5")
     assert data["reference"] is None
     assert data["output"] == str(out) and data["size_bytes"] == out.stat().st_size
