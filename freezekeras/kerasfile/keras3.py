@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from freezekeras.errors import LambdaLayerError, ModelFileError, UsageError, WeightsOnlyError, error_summary
+from freezekeras.kerasfile.h5file import HDF5_ERRORS, read_attribute, text_attribute
 from freezekeras.paths import check_input_path, file_signature
 from freezekeras.results import TensorSpec
 
@@ -116,7 +117,7 @@ def keras_generation(path: Path) -> str:
         import h5py
 
         with h5py.File(path, "r") as handle:
-            version = _text(_attribute(handle, "keras_version"))
+            version = text_attribute(read_attribute(handle, "keras_version"))
             if version is not None and version.startswith("3."):
                 return "keras3"
             return "keras3" if is_keras3_weights_file(handle) else "keras2"
@@ -191,7 +192,7 @@ def _read_archive(path: Path) -> tuple[dict[str, Any], str | None]:
         raise _damaged(path, f"not a readable zip ({error_summary(exc)})") from exc
     if not isinstance(metadata, dict):
         raise _damaged(path, f"{METADATA_MEMBER} is not a JSON object")
-    return _model_config(path, config, CONFIG_MEMBER), _text(metadata.get("keras_version"))
+    return _model_config(path, config, CONFIG_MEMBER), text_attribute(metadata.get("keras_version"))
 
 
 def _json_member(path: Path, archive: zipfile.ZipFile, member: str) -> Any:
@@ -215,10 +216,10 @@ def _read_h5(path: Path, architecture: Path | None) -> tuple[dict[str, Any], str
 
     try:
         with h5py.File(path, "r") as handle:
-            raw = _attribute(handle, "model_config")
-            version = _text(_attribute(handle, "keras_version"))
+            raw = read_attribute(handle, "model_config")
+            version = text_attribute(read_attribute(handle, "keras_version"))
             weights_only = raw is None and is_keras3_weights_file(handle)
-    except _HDF5_ERRORS as exc:
+    except HDF5_ERRORS as exc:
         raise ModelFileError(f"{path}: the HDF5 file is damaged or truncated ({error_summary(exc)}). "
                              "Copy or download it again.") from exc
     if weights_only:
@@ -235,7 +236,7 @@ def _read_h5(path: Path, architecture: Path | None) -> tuple[dict[str, Any], str
         raise ModelFileError(f"{path}: was not saved by Keras 3 (keras_version {version or 'unknown'}). "
                              "Pass a Keras 3 file.")
     try:
-        config = json.loads(_text(raw) or "")
+        config = json.loads(text_attribute(raw) or "")
     except ValueError as exc:
         raise ModelFileError(f"{path}: the model_config attribute is not valid JSON ({error_summary(exc)}). "
                              f"The file is damaged; {RESAVE_ARCHIVE_HINT[0].lower()}{RESAVE_ARCHIVE_HINT[1:]}.") \
@@ -266,36 +267,6 @@ def read_architecture(path: Path) -> dict[str, Any]:
         raise ModelFileError(f"{path}: the architecture file is not a Keras model config (no class_name/config). "
                              f"{ARCHITECTURE_HINT}.")
     return config
-
-
-#: What h5py raises on a damaged file: OSError, or RuntimeError/KeyError/ValueError from a damaged object inside.
-_HDF5_ERRORS = (OSError, RuntimeError, KeyError, ValueError)
-
-
-def _attribute(handle: Any, name: str) -> Any:
-    """An h5py object's attribute, or ``None``; a variable-length sequence (damaged) raises ValueError.
-
-    Keras writes its metadata as strings; HDF5 can crash the process converting
-    some variable-length attributes, so those are refused before they are read.
-    """
-    import h5py
-
-    if name not in handle.attrs:
-        return None
-    if handle.attrs.get_id(name).get_type().get_class() == h5py.h5t.VLEN:
-        raise ValueError(f"attribute {name} holds a variable-length sequence, not text")
-    return handle.attrs[name]
-
-
-def _text(value: Any) -> str | None:
-    """An HDF5 attribute or JSON value as text; ``None`` stays ``None``."""
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if hasattr(value, "item") and not isinstance(value, str):
-        return _text(value.item())
-    return str(value)
 
 
 # --------------------------------------------------------------------------- Lambda layers
@@ -648,9 +619,9 @@ def parameter_count(info: Keras3FileInfo) -> tuple[int, str | None]:
                     h5py.File(stream, "r") as handle:
                 return weights_file_count(handle), None
         with h5py.File(path, "r") as handle:
-            backend = _text(_attribute(handle, "backend"))
+            backend = text_attribute(read_attribute(handle, "backend"))
             return (weights_file_count(handle) if info.kind == "keras-weights" else weight_count(handle)), backend
-    except (*_HDF5_ERRORS, zipfile.BadZipFile, EOFError, NotImplementedError, zlib.error) as exc:
+    except (*HDF5_ERRORS, zipfile.BadZipFile, EOFError, NotImplementedError, zlib.error) as exc:
         what = f"its {WEIGHTS_MEMBER}" if info.kind == "keras-archive" else "the HDF5 file"
         raise ModelFileError(f"{path}: {what} is damaged or truncated ({error_summary(exc)}). "
                              "Copy or download it again.") from exc

@@ -40,13 +40,12 @@ from freezekeras.kerasfile.keras3 import Keras3FileInfo, node_name, refuse_lambd
 from freezekeras.results import TensorSpec
 from freezekeras.tf.custom import load_custom_objects
 from freezekeras.tf.freezing import check_tables, order_nodes, stable_function_names
+from freezekeras.tf.grappler import run_passes
 from freezekeras.tf.imports import import_keras, import_tensorflow, quiet
 from freezekeras.tf.internals import (
     convert_variables_to_constants_v2,
     keras_name_counters_restarted,
     keras_operation,
-    optimize_graph,
-    rewriter_config,
 )
 from freezekeras.tf.layers import integer_input_limit, stateful_layers
 from freezekeras.tf.loading import eager_keras_model, keras_session
@@ -408,18 +407,7 @@ def _renamed_input(reference: str, renames: dict[str, str]) -> str:
 
 def _simplified(graph_def: Any, keep: Sequence[str]) -> Any:
     """Run Grappler's :data:`SIMPLIFY_PASSES` on ``graph_def``, keeping the ``keep`` nodes."""
-    tf = import_tensorflow()
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.graph_util.import_graph_def(graph_def, name="")
-    meta_graph = tf.compat.v1.train.export_meta_graph(graph_def=graph_def, graph=graph)
-    meta_graph.collection_def["train_op"].node_list.value.extend(keep)
-    config = tf.compat.v1.ConfigProto()
-    rewrite = config.graph_options.rewrite_options
-    rewrite.optimizers.extend(SIMPLIFY_PASSES)
-    rewrite.meta_optimizer_iterations = rewriter_config().TWO
-    rewrite.min_graph_nodes = -1  # small graphs too
-    simplified = optimize_graph(config, meta_graph)
+    simplified = run_passes(graph_def, SIMPLIFY_PASSES, keep)
     simplified.versions.CopyFrom(graph_def.versions)
     return simplified
 

@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from freezekeras.graphdef.lint import op_name
+from freezekeras.tf.grappler import run_passes
 from freezekeras.tf.imports import import_tensorflow
-from freezekeras.tf.internals import batch_norm_folder, optimize_graph, rewriter_config
+from freezekeras.tf.internals import batch_norm_folder
 
 #: The largest ``|fp16 - fp32|`` difference of a graph's outputs ``--fp16`` accepts, relative to the
 #: largest ``|output|`` (measured: at most 1.1e-3 on Dense, CNN+BN, MobileNetV2, LSTM and softmax models).
@@ -264,18 +265,7 @@ def _simplified_to_fixpoint(graph_def: Any, original: Any, keep: Sequence[str]) 
 
 def _simplified(graph_def: Any, original: Any, keep: Sequence[str]) -> Any:
     """One Grappler round of :data:`OPTIMIZE_PASSES`, keeping the ``keep`` nodes and ``original``'s attributes."""
-    tf = import_tensorflow()
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.graph_util.import_graph_def(graph_def, name="")
-    meta_graph = tf.compat.v1.train.export_meta_graph(graph_def=graph_def, graph=graph)
-    meta_graph.collection_def["train_op"].node_list.value.extend(keep)
-    config = tf.compat.v1.ConfigProto()
-    rewrite = config.graph_options.rewrite_options
-    rewrite.optimizers.extend(OPTIMIZE_PASSES)
-    rewrite.meta_optimizer_iterations = rewriter_config().TWO
-    rewrite.min_graph_nodes = -1  # small graphs too
-    simplified = optimize_graph(config, meta_graph)
+    simplified = run_passes(graph_def, OPTIMIZE_PASSES, keep)
     if not simplified.library.function and graph_def.library.function:
         simplified.library.CopyFrom(graph_def.library)
     simplified.versions.CopyFrom(original.versions)
