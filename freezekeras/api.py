@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from freezekeras.contract import check_new_names, format_dims, resolve_renames, resolve_shapes
 from freezekeras.errors import (
     ConversionError,
     ReferenceMismatchError,
@@ -26,9 +29,12 @@ from freezekeras.graphdef.reading import parse_graph_def, read_graph_def
 from freezekeras.graphdef.savedmodel import is_saved_model, read_signatures
 from freezekeras.kerasfile.h5file import read_keras_file
 from freezekeras.kerasfile.keras3 import keras_generation, read_keras3_file
+from freezekeras.kerasfile.shapes import free_size_needed
+from freezekeras.kerasfile.unbuilt import built_sequential
 from freezekeras.output import AtomicFile, StreamOutput, open_output, output_path
 from freezekeras.paths import check_input_path
 from freezekeras.results import DEFAULT_SIGNATURE, ConversionResult, ConvertOptions, TensorSpec
+from freezekeras.tf.contract import fix_input_shapes, rename_nodes
 from freezekeras.tf.freezing import (
     find_leftovers,
     freeze_graph,
@@ -95,6 +101,7 @@ def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
             loaded = stack.enter_context(_load(plan, path, options))
         with timer.step("freeze"):
             frozen = _freeze(plan, loaded, path, options)
+            _serving_contract(frozen, plan, options, path)
         if options.optimize or options.fp16:
             with timer.step("optimize"):
                 _transform(frozen, options)
@@ -103,7 +110,8 @@ def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
         node_count = len(frozen.graph_def.node)
         frozen.graph_def = None  # verification reads the written file; a large model's constants need not be held twice
         verification = reference = None
-        written = _read_back(out) if options.verify or recording is not None else None
+        # Verification alone reads the file back inside the check, which drops it once imported.
+        written = _read_back(out) if recording is not None else functools.partial(_read_back, out)
         if options.verify:
             with timer.step("verify"):
                 verification = _verify(frozen, written, options, path)
@@ -148,6 +156,7 @@ class RoutePlan:
     reason: str
     kind: str
     info: Any = None
+    notes: tuple[str, ...] = ()
 
 
 def plan_route(path: Path, options: ConvertOptions) -> RoutePlan:
@@ -168,10 +177,11 @@ def plan_route(path: Path, options: ConvertOptions) -> RoutePlan:
                                      "functions", "keras3", info)
     else:
         info = read_keras_file(path, architecture=architecture, backend=options.backend)
+        info, notes = built_sequential(info, options.input_shapes)
         chosen = options.route or "session"
         version = f"Keras {info.keras_version}" if info.keras_version else "Keras"
         plan = RoutePlan(chosen, f"a {version} .h5" + (", --route function" if options.route == "function" else ""),
-                         "keras2", info)
+                         "keras2", info, notes)
     _check_route_options(plan, path, options)
     return plan
 
@@ -214,6 +224,32 @@ class _Frozen:
     int_high: int
     transforms: dict[str, dict[str, int]] = field(default_factory=dict)
     relative_atol: float = RELATIVE_ATOL
+    verify_shapes: dict[str, tuple[int | None, ...]] = field(default_factory=dict)
+    free_size: int | None = None  # the size the config says unknown dimensions need (None: the default)
+
+
+def _serving_contract(frozen: _Frozen, plan: RoutePlan, options: ConvertOptions, path: Path) -> None:
+    """``--input-shape``, ``--input-name``/``--output-name`` and ``--verify-shape`` on the frozen graph, in place."""
+    frozen.warnings = (*plan.notes, *frozen.warnings)
+    shapes = resolve_shapes(path, options.input_shapes, frozen.inputs)
+    shapes = {name: dims for name, dims in shapes.items()
+              if dims != next(spec.shape for spec in frozen.inputs if spec.name == name)}
+    if shapes:
+        frozen.graph_def, frozen.outputs = fix_input_shapes(frozen.graph_def, shapes, frozen.outputs)
+        frozen.inputs = tuple(replace(spec, shape=shapes.get(spec.name, spec.shape)) for spec in frozen.inputs)
+    inputs = resolve_renames(path, options.input_names, frozen.inputs, option="--input-name", what="input")
+    outputs = resolve_renames(path, options.output_names, frozen.outputs, option="--output-name", what="output")
+    if inputs or outputs:
+        check_new_names(path, inputs, outputs, (node.name for node in frozen.graph_def.node))
+        rename_nodes(frozen.graph_def, inputs, outputs)
+        old_names = {new: old for old, new in inputs.items()}
+        predict = frozen.predict
+        frozen.predict = lambda feeds: predict({old_names.get(name, name): value for name, value in feeds.items()})
+        frozen.inputs = tuple(replace(spec, name=inputs.get(spec.name, spec.name)) for spec in frozen.inputs)
+        frozen.outputs = tuple(replace(spec, name=outputs.get(spec.name, spec.name)) for spec in frozen.outputs)
+    frozen.verify_shapes = resolve_shapes(path, options.verify_shapes, frozen.inputs, option="--verify-shape")
+    if plan.kind == "keras2" and not options.verify_shapes:
+        frozen.free_size = free_size_needed(plan.info.model_config, FREE_DIM_SIZE, MAX_FREE_SIZE)
 
 
 def _transform(frozen: _Frozen, options: ConvertOptions) -> None:
@@ -235,9 +271,11 @@ def _load(plan: RoutePlan, path: Path, options: ConvertOptions) -> contextlib.Ab
         return saved_model(path, signature=options.signature, verbose=options.verbose)
     if plan.kind == "keras3":
         return keras3_model(plan.info, custom_objects=custom_objects, allow_lambda=options.allow_lambda,
+                            input_shapes=options.input_shapes,
                             verbose=options.verbose)
     if plan.route == "function":
         return traced_tf_keras_model(plan.info, custom_objects=custom_objects, allow_lambda=options.allow_lambda,
+                                     input_shapes=options.input_shapes,
                                      verbose=options.verbose)
     return keras_session(plan.info, custom_objects=custom_objects, allow_lambda=options.allow_lambda,
                          verbose=options.verbose)
@@ -354,18 +392,91 @@ def _read_back(out: AtomicFile | StreamOutput) -> Any:
 
 
 def _verify(frozen: _Frozen, graph_def: Any, options: ConvertOptions, path: Path):
+    """Verification on random inputs; unknown dimensions too small for the model (a time axis shorter than
+    its cropping or pooling) are doubled, from the size the config asks for, while the error is a shape error."""
     tf = import_tensorflow()
-    try:
-        return verify(graph_def, frozen.inputs, frozen.outputs, reference=frozen.predict, seed=options.seed,
-                      int_high=frozen.int_high, atol=options.atol, relative_atol=frozen.relative_atol)
-    except ConversionError as exc:
-        raise ConversionError(f"{path}: {exc}") from exc
-    except (tf.errors.OpError, ValueError) as exc:  # e.g. random inputs too small for the model
-        raise ConversionError(
-            f"{path}: running the model on random inputs for verification failed "
-            f"({error_summary(exc)}; unknown dimensions were given size {FREE_DIM_SIZE}, the batch "
-            f"{BATCH_SIZE}); nothing was written. Pass --no-verify to convert without checking."
-        ) from exc
+    free = _free_inputs(frozen)
+    sizes = _free_sizes(frozen, free)
+    for attempt, size in enumerate(sizes):
+        try:
+            return verify(graph_def, frozen.inputs, frozen.outputs, reference=frozen.predict, seed=options.seed,
+                          int_high=frozen.int_high, atol=options.atol, relative_atol=frozen.relative_atol,
+                          shapes=frozen.verify_shapes, free_size=size)
+        except ConversionError as exc:
+            raise ConversionError(f"{path}: {exc}") from exc
+        except (tf.errors.OpError, ValueError) as exc:  # e.g. random inputs too small for the model
+            if attempt + 1 < len(sizes) and _is_shape_error(exc):
+                continue
+            raise _verify_run_error(path, exc, frozen, free, sizes[:attempt + 1]) from exc
+    raise AssertionError("unreachable: at least one size is tried")
+
+
+#: The largest size verification gives an unknown dimension when the default is too small for the model.
+MAX_FREE_SIZE = 8192
+#: ... as long as a random input stays below this many elements.
+_MAX_ELEMENTS = 1 << 25
+_SHAPE_ERROR = re.compile(r"shape|size|dimension|negative|cropping|out of range|must be greater", re.IGNORECASE)
+
+
+def _free_inputs(frozen: _Frozen) -> list[TensorSpec]:
+    """The inputs with unknown dimensions past the batch that ``--verify-shape`` does not size."""
+    free = []
+    for spec in frozen.inputs:
+        dims = frozen.verify_shapes.get(spec.name, spec.shape) or ()
+        if any(dim is None for dim in dims[1:]):
+            free.append(spec)
+    return free
+
+
+def _free_sizes(frozen: _Frozen, free: Sequence[TensorSpec]) -> list[int]:
+    """The sizes to try for unknown dimensions: the config's (or the default), doubled while inputs stay small."""
+    if not free:
+        return [FREE_DIM_SIZE]
+    sizes = [FREE_DIM_SIZE]
+    while sizes[-1] * 2 <= MAX_FREE_SIZE and all(_elements(spec, sizes[-1] * 2, frozen) <= _MAX_ELEMENTS
+                                                 for spec in free):
+        sizes.append(sizes[-1] * 2)
+    start = min(frozen.free_size or FREE_DIM_SIZE, sizes[-1])
+    return [size for size in sizes if size >= start]
+
+
+def _elements(spec: TensorSpec, size: int, frozen: _Frozen) -> int:
+    dims = frozen.verify_shapes.get(spec.name, spec.shape) or ()
+    count = 1
+    for index, dim in enumerate(dims):
+        count *= dim if dim is not None else (BATCH_SIZE if index == 0 else size)
+    return count
+
+
+def _is_shape_error(exc: BaseException) -> bool:
+    """An error that a longer input may cure: TensorFlow's InvalidArgumentError or Keras' ValueError about shapes."""
+    tf = import_tensorflow()
+    return isinstance(exc, (tf.errors.InvalidArgumentError, ValueError)) and bool(_SHAPE_ERROR.search(str(exc)))
+
+
+def _verify_run_error(path: Path, exc: BaseException, frozen: _Frozen, free: Sequence[TensorSpec],
+                      sizes: Sequence[int]) -> ConversionError:
+    if free:
+        names = ", ".join(f"{spec.name} {format_dims(spec.shape)}" for spec in free)
+        tried = f"every size from {sizes[0]} to {sizes[-1]}" if len(sizes) > 1 else f"size {sizes[0]}"
+        where = f"the unknown dimensions of {names} were given {tried}, the batch {BATCH_SIZE}"
+        example = f"{free[0].name}:{_example_dims(free[0], frozen)}"
+    else:
+        names = ", ".join(f"{spec.name} {format_dims(frozen.verify_shapes.get(spec.name, spec.shape))}"
+                          for spec in frozen.inputs)
+        where = f"inputs {names or 'none'}, an unknown batch given size {BATCH_SIZE}"
+        example = "NAME:DIMS"
+    return ConversionError(
+        f"{path}: running the model on random inputs for verification failed ({error_summary(exc)}; {where}); "
+        f"nothing was written. Pass --verify-shape {example} with sizes the model takes, or --no-verify to "
+        "convert without checking."
+    )
+
+
+def _example_dims(spec: TensorSpec, frozen: _Frozen) -> str:
+    dims = frozen.verify_shapes.get(spec.name, spec.shape) or ()
+    return ",".join(str(BATCH_SIZE) if index == 0 and dim is None else "N" if dim is None else str(dim)
+                    for index, dim in enumerate(dims))
 
 
 def _check_reference(graph_def: Any, recording: Recording, frozen: _Frozen, options: ConvertOptions, path: Path):

@@ -24,8 +24,8 @@ import glob
 import multiprocessing
 import os
 import pickle
-import queue
 import signal
+import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,7 +40,7 @@ GRACE_SECONDS = 5.0
 #: How often the parent looks at the workers' step reports while it waits for results (seconds).
 _POLL_SECONDS = 0.05
 
-_steps: multiprocessing.queues.Queue | None = None  # the worker's channel for step reports
+_steps: multiprocessing.queues.SimpleQueue | None = None  # the worker's channel for step reports
 _in_task = False  # the worker is converting a model (SIGTERM unwinds it) rather than waiting for one
 
 
@@ -59,11 +59,10 @@ def convert_parallel(paths: Sequence[Path], options: ConvertOptions, jobs: int, 
     workers are terminated and no temporary file of theirs remains.
     """
     context = multiprocessing.get_context("spawn")
-    steps = context.Queue()
+    steps = context.SimpleQueue()  # written synchronously: nothing is lost when a worker ends
     items: list[BatchItem | None] = [None] * len(paths)
     executor = concurrent.futures.ProcessPoolExecutor(
         max_workers=jobs, mp_context=context, initializer=_start_worker, initargs=(steps, options.verbose))
-    finished = False
     try:
         futures = {executor.submit(_convert_in_worker, index, path, options): index
                    for index, path in enumerate(paths)}
@@ -78,23 +77,15 @@ def convert_parallel(paths: Sequence[Path], options: ConvertOptions, jobs: int, 
                 if on_result is not None:
                     on_result(items[index])
         _relay_steps(steps, paths, on_step)
-        finished = True
-    finally:
-        if finished:
-            executor.shutdown(wait=True)
-        else:
-            _stop(executor, [path for path, item in zip(paths, items) if item is None], options)
+    finally:  # done, or stopped: idle workers end at once, without TensorFlow's slow interpreter teardown
+        _stop(executor, [path for path, item in zip(paths, items) if item is None], options)
         steps.close()
-        steps.join_thread()
     return items  # type: ignore[return-value]  # every slot is filled once the loop ends
 
 
 def _relay_steps(steps, paths: Sequence[Path], on_step) -> None:
-    while True:
-        try:
-            index, name, seconds = steps.get_nowait()
-        except queue.Empty:
-            return
+    while not steps.empty():
+        index, name, seconds = steps.get()
         if on_step is not None:
             on_step(paths[index], name, seconds)
 
@@ -146,6 +137,9 @@ def _start_worker(steps, verbose: bool) -> None:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the parent gets it too and stops the pool
     if not verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        # The stop unwinds a worker wherever it is; "Exception ignored in ..." reports (jax's gc callback,
+        # half-built sessions) would follow the parent's one stop line, as the command line keeps them off there.
+        sys.unraisablehook = lambda _unraisable: None
     from freezekeras.tf.imports import import_tensorflow, import_tf_keras
 
     import_tensorflow(verbose=verbose)

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from freezekeras.contract import renames, shape_specs
 from freezekeras.errors import UsageError
 
 
@@ -96,6 +97,16 @@ class ConvertOptions:
         fp16: Store float32 weights as float16 constants with a cast back (about half the
             file); verification's default tolerance is then
             :data:`freezekeras.tf.optimize.FP16_RELATIVE_ATOL` times the largest output.
+        input_shapes: Fix input dimensions in the frozen graph (``--input-shape``):
+            ``(name, dims)`` pairs, ``name`` an input's node or Keras layer (``None``:
+            the only input), ``dims`` with the batch first and ``None`` where left
+            unknown; or ``"NAME:DIMS"`` strings, or a mapping. Shapes propagate to the
+            outputs. A Sequential saved before it was built gets its input shape here.
+        verify_shapes: The same form; sizes only verification's random inputs
+            (``--verify-shape``), the graph keeps its unknown dimensions.
+        input_names: Rename inputs for serving (``--input-name``): ``(old, new)``
+            pairs (or ``"OLD=NEW"`` strings, or a mapping), ``old`` the node or the Keras layer.
+        output_names: Rename outputs the same way (``--output-name``).
     """
 
     output: Path | None = None
@@ -115,6 +126,10 @@ class ConvertOptions:
     signature: str = DEFAULT_SIGNATURE
     optimize: bool = False
     fp16: bool = False
+    input_shapes: tuple[tuple[str | None, tuple[int | None, ...]], ...] = ()
+    verify_shapes: tuple[tuple[str | None, tuple[int | None, ...]], ...] = ()
+    input_names: tuple[tuple[str, str], ...] = ()
+    output_names: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         """Check the values; a single node name is taken as a one-name tuple.
@@ -133,6 +148,10 @@ class ConvertOptions:
             raise UsageError(f"backend {self.backend!r}: use one of {', '.join(BACKENDS)} (--backend).")
         if self.route not in (None, *ROUTES):
             raise UsageError(f"route {self.route!r}: use one of {', '.join(ROUTES)} (--route).")
+        for key, option in (("input_shapes", "--input-shape"), ("verify_shapes", "--verify-shape")):
+            object.__setattr__(self, key, shape_specs(getattr(self, key), option))
+        for key, option in (("input_names", "--input-name"), ("output_names", "--output-name")):
+            object.__setattr__(self, key, renames(getattr(self, key), option))
 
 
 def severity(difference: float) -> float:

@@ -679,21 +679,26 @@ def test_serialize_refuses_graphs_at_protobuf_limit() -> None:
 
 
 def test_model_that_cannot_run_on_the_random_inputs(tmp_path: Path) -> None:
-    """A 40x40 kernel on unknown image sides: the 32x32 verification inputs are too small."""
+    """A 40x40 kernel on unknown image sides: 32x32 verification inputs (--verify-shape) are too small."""
     import tf_keras
 
     model = tmp_path / "big_kernel.h5"
-    tf_keras.Sequential([tf_keras.Input((None, None, 1)), tf_keras.layers.Conv2D(2, 40),
+    tf_keras.Sequential([tf_keras.Input((None, None, 1), name="image"), tf_keras.layers.Conv2D(2, 40),
                          tf_keras.layers.GlobalMaxPooling2D()]).save(model)
     before = snapshot(tmp_path)
 
-    result = run_cli("convert", model)
+    result = run_cli("convert", model, "--verify-shape", "2,32,32,1")
 
     assert_one_error_line(result, EXIT_MODEL_ERROR, model, "verification failed",
-                          "Computed output size would be negative", "size 32", "--no-verify")
+                          "Computed output size would be negative", "image (2, 32, 32, 1)", "--verify-shape",
+                          "--no-verify")
     assert_nothing_changed(before, tmp_path)
     kept = run_cli("convert", model, "--no-verify")
     assert kept.exit_code == EXIT_OK and model.with_suffix(".pb").is_file()
+    # Without --verify-shape, verification finds the size the kernel needs in the config (docs/verification.md).
+    verified = run_cli("convert", model, "--json")
+    assert verified.exit_code == EXIT_OK
+    assert json.loads(verified.stdout)["verification"]["input_shapes"] == {"image": [2, 64, 64, 1]}
 
 
 @pytest.mark.parametrize("flags", [(), ("--no-verify",)], ids=["verify", "no-verify"])

@@ -167,6 +167,21 @@ def _quiet_unraisable(show: bool) -> Iterator[None]:
         sys.unraisablehook = previous
 
 
+def _exit_now(code: int) -> None:
+    """End the process at once, once stdout and stderr are flushed: the command is over and everything
+    it wrote is closed, and tearing down an interpreter that imported TensorFlow takes seconds
+    (docs/benchmarks.md). Only for the real process (``args`` from ``sys.argv``), never under a caller's
+    Python (``CliRunner``, ``standalone_mode=False``), and not after a signal."""
+    if "tensorflow" not in sys.modules or sys.stdout is not sys.__stdout__ or sys.stderr is not sys.__stderr__:
+        return
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a closed or broken pipe: leave it to the normal exit
+        return
+    os._exit(code)
+
+
 class _Group(click.Group):
     """A group whose usage errors are one ``freezekeras: error:`` line, exit code 2."""
 
@@ -176,6 +191,8 @@ class _Group(click.Group):
         debug = "--debug" in (sys.argv[1:] if args is None else args)
         with _quiet_unraisable(debug):
             code = self._exit_code(args, prog_name, complete_var, **extra)
+        if args is None and isinstance(code, int) and not _received:
+            _exit_now(code)
         sys.exit(code)  # out here, so that nothing the command left behind outlives the quiet hook
 
     def _exit_code(self, args, prog_name, complete_var, **extra) -> int | str | None:
@@ -264,6 +281,20 @@ def main() -> None:
                    "Keras 3 models and SavedModels always take the function route.")
 @click.option("--signature", default="serving_default", show_default=True, metavar="NAME",
               help="The SavedModel signature to freeze.")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME:DIMS",
+              help="Fix an input's dimensions in the frozen graph; they propagate to the outputs (repeatable). "
+                   "NAME is the input node or its Keras layer; DIMS the batch first, as 1,224,224,3 or 1x224x224x3, "
+                   "-1 or ? leaving one unknown; a bare DIMS for a model with one input. Also gives a Sequential "
+                   "saved before it was built its input shape.")
+@click.option("--verify-shape", "verify_shapes", multiple=True, metavar="NAME:DIMS",
+              help="Size verification's random inputs (repeatable; same form as --input-shape); the graph "
+                   "keeps its unknown dimensions. Default: batch 2, other unknown dimensions 32 or what the "
+                   "model's cropping and pooling need.")
+@click.option("--input-name", "input_names", multiple=True, metavar="OLD=NEW",
+              help="Rename an input node for serving (repeatable). OLD is the node convert prints or the Keras "
+                   "layer; NEW may not be another node's name.")
+@click.option("--output-name", "output_names", multiple=True, metavar="OLD=NEW",
+              help="Rename an output node for serving (repeatable), as --input-name does.")
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=1, show_default=True, metavar="N",
               help="Convert a batch in N worker processes (0: one per CPU), each importing TensorFlow once: "
                    "the same files, reports and exit code as with 1.")
@@ -274,7 +305,9 @@ def main() -> None:
 def convert(models: tuple[Path, ...], output: str | None, output_nodes: tuple[str, ...], text: bool,
             verify: bool, atol: float | None, seed: int, reference: Path | None, backend: str | None,
             keep_nchw: bool, optimize: bool, fp16: bool, route: str | None, signature: str, architecture: Path | None,
-            custom_objects: Path | None, allow_lambda: bool, as_json: bool, verbose: bool, jobs: int = 1) -> int:
+            custom_objects: Path | None, allow_lambda: bool, as_json: bool, verbose: bool, jobs: int = 1,
+            input_shapes: tuple[str, ...] = (), verify_shapes: tuple[str, ...] = (), input_names: tuple[str, ...] = (),
+            output_names: tuple[str, ...] = ()) -> int:
     """Freeze Keras models and SavedModels into TensorFlow graphs and print their node names.
 
     MODEL is a Keras file (.h5, .keras), a SavedModel folder, a folder (its
@@ -290,7 +323,8 @@ def convert(models: tuple[Path, ...], output: str | None, output_nodes: tuple[st
                              text=text, verify=verify, atol=atol, seed=seed, architecture=architecture,
                              custom_objects=custom_objects, allow_lambda=allow_lambda, verbose=verbose,
                              reference=reference, backend=backend, keep_nchw=keep_nchw, route=route,
-                             signature=signature, optimize=optimize, fp16=fp16)
+                             signature=signature, optimize=optimize, fp16=fp16, input_shapes=input_shapes,
+                             verify_shapes=verify_shapes, input_names=input_names, output_names=output_names)
     new_folder = output is not None and output.endswith(("/", os.sep)) and not Path(output).is_dir()
     if len(models) == 1 and stands_for_itself(models[0]) and not is_pattern(models[0]):
         return _convert_single(models[0], options, as_json=as_json, new_folder=new_folder)

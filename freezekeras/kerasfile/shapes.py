@@ -236,3 +236,48 @@ _RULES: dict[str, Callable[[dict[str, Any], list[Shape]], Shape]] = {
     "Cropping3D": lambda inner, inputs: _pad(inner, inputs, -1, "cropping"),
     "UpSampling1D": _upsample, "UpSampling2D": _upsample, "UpSampling3D": _upsample,
 }
+
+
+def free_size_needed(config: dict[str, Any], start: int, limit: int) -> int | None:
+    """The smallest of ``start``, ``2 * start``, ... up to ``limit`` that, given to the unknown dimensions past the
+    batch of a (Keras 2) model's inputs, leaves every layer's output with sizes of 1 or more.
+
+    A time axis shorter than the model's cropping, pooling or valid convolutions
+    would leave nothing (or less) to compute; verification's random inputs need
+    at least this size. ``None`` when ``start`` does, or when the config does not
+    tell (layers without a shape rule count as fitting).
+    """
+    size = start
+    while size <= limit:
+        if all(shape is None or all(dim is None or dim > 0 for dim in shape) for shape in _every_shape(config, size)):
+            return None if size == start else size
+        size *= 2
+    return None
+
+
+def _every_shape(config: dict[str, Any], size: int) -> list[Shape | None]:
+    """Every layer's output shapes in a model config, its inputs' unknown dimensions past the batch set to ``size``."""
+
+    def sized(shape: Shape | None) -> Shape | None:
+        return None if shape is None else tuple(d if d is not None or i == 0 else size for i, d in enumerate(shape))
+
+    shapes: list[Shape | None] = []
+    layers = layers_of(config)
+    if config.get("class_name") == "Sequential":
+        inputs = input_layers(config)
+        shape = sized(_batch_shape(inputs[0][0])) if inputs else None
+        for layer in layers:
+            if layer.get("class_name") != "InputLayer":
+                shape = _one(layer_output_shapes(layer, [shape]))
+                shapes.append(shape)
+        return shapes
+    known: dict[tuple[str, int], list[Shape | None]] = {}
+    for layer in layers:
+        name = layer_name(layer)
+        if layer.get("class_name") == "InputLayer":
+            known[(name, 0)] = [sized(_batch_shape(layer))]
+            continue
+        for index, node in enumerate(layer.get("inbound_nodes") or [], start=first_node_index(layer)):
+            known[(name, index)] = layer_output_shapes(layer, _node_inputs(node, known))
+            shapes.extend(known[(name, index)])
+    return shapes

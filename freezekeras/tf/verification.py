@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from freezekeras.errors import ConversionError
@@ -21,12 +21,15 @@ INT_HIGH = 10
 RELATIVE_ATOL = 1e-4
 
 
-def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, int_high: int = INT_HIGH) -> dict[str, Any]:
+def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, int_high: int = INT_HIGH,
+                  shapes: Mapping[str, Sequence[int | None]] | None = None,
+                  free_size: int = FREE_DIM_SIZE) -> dict[str, Any]:
     """Make deterministic random inputs for ``specs``, keyed by node name.
 
     Floats are uniform in [-1, 1); integers uniform in [0, ``int_high``);
-    booleans fair coin flips. An unknown first dimension becomes
-    :data:`BATCH_SIZE`, any other unknown one :data:`FREE_DIM_SIZE`.
+    booleans fair coin flips. An unknown first dimension becomes the batch another
+    input fixes, else :data:`BATCH_SIZE`; any other unknown one ``free_size`` (:data:`FREE_DIM_SIZE`).
+    ``shapes`` (``--verify-shape``) replaces an input's own shape, by node name.
 
     Raises:
         ConversionError: An input has a dtype with no random values (strings).
@@ -35,8 +38,12 @@ def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, int_high: int =
 
     rng = np.random.default_rng(seed)
     feeds = {}
+    # One batch for all inputs: the first an input fixes (its own shape, or ``shapes``), else BATCH_SIZE.
+    known = [dims[0] for spec in specs if (dims := (shapes or {}).get(spec.name, spec.shape)) and dims[0] is not None]
+    batch = known[0] if known else BATCH_SIZE
     for spec in specs:
-        shape = tuple(_concrete(dim, i) for i, dim in enumerate(spec.shape or ()))
+        dims = (shapes or {}).get(spec.name, spec.shape) or ()
+        shape = tuple(batch if i == 0 and dim is None else _concrete(dim, i, free_size) for i, dim in enumerate(dims))
         dtype = _numpy_dtype(spec.dtype)
         if dtype is None:
             raise ConversionError(
@@ -59,7 +66,8 @@ def run_graph_def(graph_def: Any, feeds: dict[str, Any], fetches: Sequence[str])
     """Import ``graph_def`` into a fresh graph and run it once.
 
     Args:
-        graph_def: The frozen ``GraphDef``: TensorFlow's message, or any with the same fields.
+        graph_def: The frozen ``GraphDef``: TensorFlow's message, or any with the same fields; or a
+            function returning it (then held only until it is imported).
         feeds: Values keyed by node or tensor name.
         fetches: Node or tensor names to fetch.
 
@@ -67,12 +75,16 @@ def run_graph_def(graph_def: Any, feeds: dict[str, Any], fetches: Sequence[str])
         The fetched arrays, in the order of ``fetches``.
     """
     tf = import_tensorflow()
+    if callable(graph_def):  # reads it: the message is then dropped once imported, before the run copies the constants
+        graph_def = graph_def()
     if not isinstance(graph_def, tf.compat.v1.GraphDef):  # e.g. freezekeras.graphdef.messages's own class
         graph_def = tf.compat.v1.GraphDef.FromString(graph_def.SerializeToString())
     graph = tf.Graph()
     with graph.as_default():
         tf.import_graph_def(graph_def, name="")
-    with tf.compat.v1.Session(graph=graph, config=frozen_session_config(graph_def)) as session:
+    config = frozen_session_config(graph_def)
+    del graph_def
+    with tf.compat.v1.Session(graph=graph, config=config) as session:
         return run_session(session, fetches, feeds)
 
 
@@ -124,11 +136,12 @@ def compare(names: Sequence[str], expected: Sequence[Any], actual: Sequence[Any]
 def verify(graph_def: Any, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
            reference: Callable[[dict[str, Any]], Sequence[Any]], *, seed: int = 0,
            int_high: int = INT_HIGH, atol: float | None = None,
-           relative_atol: float = RELATIVE_ATOL) -> Verification:
+           relative_atol: float = RELATIVE_ATOL, shapes: Mapping[str, Sequence[int | None]] | None = None,
+           free_size: int = FREE_DIM_SIZE) -> Verification:
     """Feed random inputs to ``graph_def`` and to ``reference`` and compare.
 
     Args:
-        graph_def: The frozen graph, as read back from disk.
+        graph_def: The frozen graph, as read back from disk, or a function that reads it (see :func:`run_graph_def`).
         inputs: Its input nodes.
         outputs: Its output nodes.
         reference: Computes Keras' outputs from the same feeds.
@@ -136,8 +149,10 @@ def verify(graph_def: Any, inputs: Sequence[TensorSpec], outputs: Sequence[Tenso
         int_high: Upper bound (exclusive) of integer inputs.
         atol: See :func:`compare`.
         relative_atol: See :func:`compare`.
+        shapes: Shapes of the random inputs by node name, instead of the inputs' own (``--verify-shape``).
+        free_size: The size of unknown dimensions past the batch (see :func:`random_inputs`).
     """
-    feeds = random_inputs(inputs, seed=seed, int_high=int_high)
+    feeds = random_inputs(inputs, seed=seed, int_high=int_high, shapes=shapes, free_size=free_size)
     names = [spec.name for spec in outputs]
     expected = reference(feeds)
     actual = run_graph_def(graph_def, feeds, names)
@@ -154,7 +169,7 @@ def _numpy_dtype(name: str):
         return None
 
 
-def _concrete(dim: int | None, index: int) -> int:
+def _concrete(dim: int | None, index: int, free_size: int = FREE_DIM_SIZE) -> int:
     if dim is not None:
         return dim
-    return BATCH_SIZE if index == 0 else FREE_DIM_SIZE
+    return BATCH_SIZE if index == 0 else free_size
