@@ -27,8 +27,9 @@ from freezekeras.errors import (
 )
 from freezekeras.graphdef.reading import parse_graph_def, read_graph_def
 from freezekeras.graphdef.savedmodel import is_saved_model, read_signatures
+from freezekeras.kerasfile.generation import keras_generation
 from freezekeras.kerasfile.h5file import read_keras_file
-from freezekeras.kerasfile.keras3 import keras_generation, read_keras3_file
+from freezekeras.kerasfile.keras3 import read_keras3_file
 from freezekeras.kerasfile.shapes import free_size_needed
 from freezekeras.kerasfile.unbuilt import built_sequential
 from freezekeras.output import AtomicFile, StreamOutput, open_output, output_path

@@ -87,8 +87,8 @@ def _built_inspection(path: Path, architecture: Path | None, custom_objects: Pat
                       allow_lambda: bool, verbose: bool) -> InspectResult:
     """Inspect a Keras file by building the model (imports TensorFlow): tf-keras in a graph session,
     or Keras 3 traced as convert's function route traces it."""
+    from freezekeras.kerasfile.generation import keras_generation
     from freezekeras.kerasfile.h5file import read_keras_file
-    from freezekeras.kerasfile.keras3 import keras_generation
     from freezekeras.tf.loading import keras_session
 
     if keras_generation(path) == "keras3":
@@ -161,7 +161,7 @@ def _keras3_inspection(path: Path, architecture: Path | None) -> InspectResult:
 
 def _config_inspection(path: Path, architecture: Path | None) -> InspectResult:
     """Inspect a Keras file from its config and weight sizes alone (h5py, no TensorFlow)."""
-    from freezekeras.kerasfile.keras3 import keras_generation
+    from freezekeras.kerasfile.generation import keras_generation
 
     if keras_generation(path) == "keras3":
         return _keras3_inspection(path, architecture)

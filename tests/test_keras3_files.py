@@ -33,11 +33,11 @@ from freezekeras.errors import (
     ModelFileError,
     WeightsOnlyError,
 )
+from freezekeras.kerasfile.generation import keras_generation
 from freezekeras.kerasfile.keras3 import (
     Keras3FileInfo,
     find_lambda_layers,
     io_names,
-    keras_generation,
     node_name,
     read_keras3_file,
     refuse_lambda_layers,

@@ -239,7 +239,8 @@ def _check_signature(path: Path) -> None:
 
 
 def _missing_config_error(path: Path, handle) -> ModelFileError:
-    from freezekeras.kerasfile.keras3 import ARCHITECTURE_HINT, is_keras3_weights_file
+    from freezekeras.kerasfile.generation import is_keras3_weights_file
+    from freezekeras.kerasfile.keras3 import ARCHITECTURE_HINT
 
     if is_keras3_weights_file(handle):
         return WeightsOnlyError(f"{path}: holds Keras 3 weights only (saved with save_weights), no architecture. "

@@ -3,7 +3,7 @@
 Keras 3 models are converted by the function route (a concrete function
 frozen with ``convert_variables_to_constants_v2``, :mod:`freezekeras.tf`); this
 module holds what can be known before Keras is imported: which generation of
-Keras wrote a file (:func:`keras_generation`), its model config, repaired
+Keras wrote a file (:func:`freezekeras.kerasfile.generation.keras_generation`), its model config, repaired
 where Keras 3.15 cannot read what older Keras 3 releases wrote
 (:func:`repair_config`), its Lambda layers, and the names the frozen graph's
 inputs and outputs will get (:func:`io_names`).
@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from freezekeras.errors import LambdaLayerError, ModelFileError, UsageError, WeightsOnlyError, error_summary
+from freezekeras.kerasfile.generation import is_keras3_weights_file
 from freezekeras.kerasfile.h5file import HDF5_ERRORS, read_attribute, text_attribute
 from freezekeras.paths import check_input_path, file_signature
 from freezekeras.results import TensorSpec
@@ -100,44 +101,6 @@ class Keras3FileInfo:
 
 
 # --------------------------------------------------------------------------- which Keras wrote a file
-
-def keras_generation(path: Path) -> str:
-    """``"keras3"`` for a ``.keras`` zip, a Keras 3 ``.h5`` or a Keras 3 weights file; else ``"keras2"``.
-
-    Reads only the file's first bytes and, for HDF5, its root attributes and
-    groups. Never raises: a missing or damaged file is ``"keras2"``, and the
-    Keras 2 reader (:func:`freezekeras.kerasfile.h5file.read_keras_file`) reports it.
-    """
-    try:
-        signature = file_signature(path)
-        if signature == "zip":
-            return "keras3"
-        if signature != "hdf5":
-            return "keras2"
-        import h5py
-
-        with h5py.File(path, "r") as handle:
-            version = text_attribute(read_attribute(handle, "keras_version"))
-            if version is not None and version.startswith("3."):
-                return "keras3"
-            return "keras3" if is_keras3_weights_file(handle) else "keras2"
-    except Exception:  # noqa: BLE001 - by contract: the Keras 2 reader reports damaged files
-        return "keras2"
-
-
-def is_keras3_weights_file(handle: Any) -> bool:
-    """Whether an open ``h5py.File`` was written by Keras 3's ``save_weights``.
-
-    Such a file has no root attributes (no ``model_config``, ``keras_version``
-    or ``layer_names``) and holds ``layers`` and/or ``vars`` groups.
-    """
-    import h5py
-
-    if any(name in handle.attrs for name in ("model_config", "keras_version", "layer_names", "backend")):
-        return False
-    groups = [name for name in ("layers", "vars") if isinstance(handle.get(name), h5py.Group)]
-    return bool(groups)
-
 
 # --------------------------------------------------------------------------- reading
 
@@ -540,8 +503,6 @@ __all__ = [
     "flatten_structure",
     "io_layers",
     "io_names",
-    "is_keras3_weights_file",
-    "keras_generation",
     "layer_count",
     "node_name",
     "parameter_count",
