@@ -459,3 +459,49 @@ def copy(source: Path, target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, target)
     return target
+
+
+_IMPORTED = """
+import json, sys
+from freezekeras.cli.commands import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stderr)
+"""
+
+
+def modules_imported(*args: str) -> list[str]:
+    """The modules a fresh interpreter has imported after running ``freezekeras ARGS`` (which must succeed)."""
+    done = subprocess.run([sys.executable, "-c", _IMPORTED, *args], capture_output=True, text=True, timeout=120)
+    report = json.loads(done.stderr.splitlines()[-1])
+    assert report["code"] == 0, done.stderr
+    return report["modules"]
+
+
+def modules_under(modules: list[str], *prefixes: str) -> list[str]:
+    """The ``modules`` that are one of the ``prefixes`` packages or inside them."""
+    return [name for name in modules if any(name == p or name.startswith(p + ".") for p in prefixes)]
+
+
+def run_with_stderr_on_a_terminal(command: list[str]) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """Run ``command`` with stderr a pseudo-terminal (stdout a pipe): the process and the lines it wrote there."""
+    import pty
+
+    primary, secondary = pty.openpty()
+    try:
+        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=secondary, env=user_env(), timeout=300)
+        os.close(secondary)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(primary, 4096)
+            except OSError:  # EIO: the terminal has no writer left
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(primary)
+    return done, b"".join(chunks).decode().splitlines()

@@ -8,7 +8,6 @@ TensorFlow variables conftest.py sets for the test process itself, so that
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from conftest import FREEZEKERAS, needs_script, user_env
+from conftest import FREEZEKERAS, needs_script, run_with_stderr_on_a_terminal, user_env
 
 pytestmark = pytest.mark.subprocess  # every test runs the command or a fresh interpreter
 
@@ -89,26 +88,9 @@ def test_convert_verbose_succeeds(dense_h5, tmp_path):
 @needs_script
 def test_progress_with_timings_goes_to_a_terminal_stderr(dense_h5, tmp_path):
     """With stderr a terminal, each step is reported with its time; stdout keeps only the result."""
-    import pty
-
-    primary, secondary = pty.openpty()
-    try:
-        done = subprocess.run([str(FREEZEKERAS), "convert", str(dense_h5), "-o", str(tmp_path / "t.pb")],
-                              stdout=subprocess.PIPE, stderr=secondary, env=user_env(), timeout=300)
-        os.close(secondary)
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(primary, 4096)
-            except OSError:  # EIO: the terminal has no writer left
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(primary)
+    done, progress = run_with_stderr_on_a_terminal([str(FREEZEKERAS), "convert", str(dense_h5), "-o",
+                                                    str(tmp_path / "t.pb")])
     assert done.returncode == 0
-    progress = b"".join(chunks).decode().splitlines()
     assert [line.split(": ")[-1].split(" done")[0] for line in progress] == ["load", "freeze", "write", "verify"]
     assert all(line.startswith(f"freezekeras: {dense_h5}: ") and line.endswith(" s") for line in progress)
     assert done.stdout.decode().startswith(f"wrote {tmp_path / 't.pb'} (")

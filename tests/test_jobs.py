@@ -26,6 +26,7 @@ from conftest import (
     needs_script,
     noise_function,
     run_cli,
+    run_with_stderr_on_a_terminal,
     user_env,
 )
 
@@ -148,27 +149,10 @@ def test_a_stopped_parallel_batch_leaves_no_temporary_or_partial_file(model_dir:
 @pytest.mark.slow
 @needs_script
 def test_a_terminal_sees_each_models_steps_and_status(model_dir: Path, tmp_path: Path) -> None:
-    import pty
-
     models = [copy(model_dir / name, tmp_path / "in" / name) for name in ("dense.h5", "multi_io.h5", "nested.h5")]
-    primary, secondary = pty.openpty()
-    try:
-        done = subprocess.run([str(FREEZEKERAS), "convert", *map(str, models), "-o", f"{tmp_path / 'out'}/",
-                               "--jobs", "2"], stdout=subprocess.PIPE, stderr=secondary, env=user_env(), timeout=300)
-        os.close(secondary)
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(primary, 4096)
-            except OSError:  # EIO: the terminal has no writer left
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(primary)
+    done, lines = run_with_stderr_on_a_terminal([str(FREEZEKERAS), "convert", *map(str, models), "-o",
+                                                 f"{tmp_path / 'out'}/", "--jobs", "2"])
     assert done.returncode == 0
-    lines = b"".join(chunks).decode().splitlines()
     for model in models:
         steps = [line.split(": ")[-1].split(" done")[0] for line in lines
                  if line.startswith(f"freezekeras: {model}: ") and line.endswith(" s")]

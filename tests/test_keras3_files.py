@@ -22,7 +22,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import CORPUS, assert_one_error_line, describe, run_cli
+from conftest import CORPUS, assert_one_error_line, describe, modules_imported, modules_under, run_cli
 
 import freezekeras
 from freezekeras.errors import (
@@ -473,15 +473,6 @@ def test_corpus_names_are_the_manifests_layers():
 
 # --------------------------------------------------------------------------- no TensorFlow
 
-_IMPORTED = """
-import json, sys
-from freezekeras.cli.commands import main
-try:
-    main(sys.argv[1:])
-except SystemExit as exc:
-    code = exc.code
-print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stderr)
-"""
 _NEVER = ("tensorflow", "tf_keras", "keras", "freezekeras.tf", "freezekeras.api")
 
 
@@ -490,12 +481,9 @@ _NEVER = ("tensorflow", "tf_keras", "keras", "freezekeras.tf", "freezekeras.api"
 def test_inspecting_keras3_files_imports_no_tensorflow(keras3_files):
     folder, _ = keras3_files
     for path in (folder / "dict_io.keras", folder / "seq_nested.h5"):
-        done = subprocess.run([sys.executable, "-c", _IMPORTED, "inspect", str(path)], capture_output=True,
-                              text=True, timeout=120)
-        report = json.loads(done.stderr.splitlines()[-1])
-        assert report["code"] == 0, done.stderr
-        assert [m for m in report["modules"] if m.split(".")[0] in _NEVER or m.startswith(_NEVER)] == [], path
-        assert "freezekeras.kerasfile.keras3" in report["modules"]
+        modules = modules_imported("inspect", str(path))
+        assert modules_under(modules, *_NEVER) == [], path
+        assert "freezekeras.kerasfile.keras3" in modules
 
 
 def test_usage_errors(tmp_path):
