@@ -193,6 +193,8 @@ class _Group(click.Group):
             code = self._exit_code(args, prog_name, complete_var, **extra)
         if args is None and isinstance(code, int) and not _received:
             _exit_now(code)
+        if args is None and not debug:  # the real process ends here: its shutdown reports nothing either (a
+            sys.unraisablehook = lambda _unraisable: None  # stopped --jobs pool's atexit hook, say)
         sys.exit(code)  # out here, so that nothing the command left behind outlives the quiet hook
 
     def _exit_code(self, args, prog_name, complete_var, **extra) -> int | str | None:
