@@ -35,7 +35,6 @@ from typing import Any
 
 from freezekeras.contract import ShapeSpec, resolve_shapes
 from freezekeras.errors import ConversionError, UnknownObjectError, UsageError, error_summary
-from freezekeras.graphdef.lint import op_name
 from freezekeras.kerasfile.h5file import KerasFileInfo
 from freezekeras.kerasfile.keras3 import Keras3FileInfo, node_name, refuse_lambda_layers, unique_names
 from freezekeras.results import TensorSpec
@@ -443,10 +442,3 @@ def _record_output_shapes(graph_def: Any, outputs: Sequence[TensorSpec]) -> None
             del listed[:]
             dims = shapes[node.name]
             listed.add().CopyFrom(tf.TensorShape(None if dims is None else list(dims)).as_proto())
-
-
-def unused_inputs(graph_def: Any, inputs: Sequence[TensorSpec]) -> list[str]:
-    """The inputs simplification removed: the outputs do not use them."""
-    kept = {node.name for node in graph_def.node}
-    return [spec.name for spec in inputs if op_name(spec.name) not in kept]
-
