@@ -8,7 +8,7 @@ TensorFlow is imported. Nodes inside the function library (``While`` and
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,6 +103,13 @@ def leftover_lines(graph_def: Any) -> list[str]:
 def op_name(name: str) -> str:
     """The node a tensor or node input names: ``op:1`` -> ``op``, ``^op`` (a control input) -> ``op``."""
     return name.lstrip("^").split(":")[0]
+
+
+def renamed_input(reference: str, renames: Mapping[str, str]) -> str:
+    """A node input (``op``, ``op:1``, ``^op``) with its node renamed by ``renames``; the rest kept."""
+    control = "^" if reference.startswith("^") else ""
+    node, sep, index = reference.lstrip("^").partition(":")
+    return f"{control}{renames.get(node, node)}{sep}{index}"
 
 
 def consumed_nodes(graph_def: Any) -> set[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from freezekeras.graphdef.lint import op_name
+from freezekeras.graphdef.lint import op_name, renamed_input
 from freezekeras.results import TensorSpec
 from freezekeras.tf.freezing import record_output_shapes
 from freezekeras.tf.imports import import_tensorflow
@@ -78,7 +78,7 @@ def rename_nodes(graph_def: Any, inputs: Mapping[str, str], outputs: Mapping[str
             renames[op_name(old)] = new
     for node in graph_def.node:
         node.name = renames.get(node.name, node.name)
-        node.input[:] = [_renamed_input(name, renames) for name in node.input]
+        node.input[:] = [renamed_input(name, renames) for name in node.input]
         if "_class" in node.attr:  # colocation: loc:@node
             values = node.attr["_class"].list.s
             values[:] = [_renamed_location(value, renames) for value in values]
@@ -87,18 +87,12 @@ def rename_nodes(graph_def: Any, inputs: Mapping[str, str], outputs: Mapping[str
         with graph.as_default():
             tf.graph_util.import_graph_def(graph_def, name="")
         for old, new in identities.items():
-            source = _renamed_input(old, renames)
+            source = renamed_input(old, renames)
             tensor = graph.get_tensor_by_name(source if ":" in source else f"{source}:0")
             node = graph_def.node.add(name=new, op="Identity", input=[source])
             node.attr["T"].type = tensor.dtype.as_datatype_enum
             node.attr["_output_shapes"].list.shape.add().CopyFrom(tensor.shape.as_proto())
     return {**{old: new for old, new in inputs.items()}, **{old: new for old, new in outputs.items()}}
-
-
-def _renamed_input(reference: str, renames: Mapping[str, str]) -> str:
-    control = "^" if reference.startswith("^") else ""
-    node, sep, index = reference.lstrip("^").partition(":")
-    return f"{control}{renames.get(node, node)}{sep}{index}"
 
 
 def _renamed_location(value: bytes, renames: Mapping[str, str]) -> bytes:

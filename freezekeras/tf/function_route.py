@@ -35,6 +35,7 @@ from typing import Any
 
 from freezekeras.contract import ShapeSpec, resolve_shapes
 from freezekeras.errors import ConversionError, UnknownObjectError, UsageError, error_summary
+from freezekeras.graphdef.lint import renamed_input
 from freezekeras.kerasfile.h5file import KerasFileInfo
 from freezekeras.kerasfile.keras3 import Keras3FileInfo, node_name, refuse_lambda_layers, unique_names
 from freezekeras.results import TensorSpec
@@ -395,25 +396,18 @@ def _named(graph_def: Any, placeholders: dict[str, str], outputs: dict[str, str]
     dtypes = {name: graph.get_tensor_by_name(tensor).dtype.as_datatype_enum for name, tensor in outputs.items()}
     for node in graph_def.node:
         node.name = renames.get(node.name, node.name)
-        node.input[:] = [_renamed_input(name, renames) for name in node.input]
+        node.input[:] = [renamed_input(name, renames) for name in node.input]
     for name, tensor in outputs.items():
-        identity = graph_def.node.add(name=name, op="Identity", input=[_renamed_input(tensor, renames)])
+        identity = graph_def.node.add(name=name, op="Identity", input=[renamed_input(tensor, renames)])
         identity.attr["T"].type = dtypes[name]
     return graph_def
 
 
 def _aside(name: str, taken: set[str]) -> str:
-    index = 1
-    while f"{name}_{index}" in taken:
-        index += 1
-    taken.add(f"{name}_{index}")
-    return f"{name}_{index}"
-
-
-def _renamed_input(reference: str, renames: dict[str, str]) -> str:
-    control = "^" if reference.startswith("^") else ""
-    node, sep, index = reference.lstrip("^").partition(":")
-    return f"{control}{renames.get(node, node)}{sep}{index}"
+    """``name`` (taken) with the first free ``_1``, ``_2``... suffix, which is then taken too."""
+    free = unique_names([name], reserved=taken)[0]
+    taken.add(free)
+    return free
 
 
 def _simplified(graph_def: Any, keep: Sequence[str]) -> Any:

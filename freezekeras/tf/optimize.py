@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from freezekeras.graphdef.lint import op_name
+from freezekeras.kerasfile.keras3 import unique_names
 from freezekeras.tf.grappler import run_passes
 from freezekeras.tf.imports import import_tensorflow
 from freezekeras.tf.internals import batch_norm_folder
@@ -384,8 +385,6 @@ def _rename_outputs(function: Any, casts: set[str]) -> None:
 
 
 def _unique(name: str, taken: set[str]) -> str:
-    candidate, index = name, 1
-    while candidate in taken:
-        candidate, index = f"{name}_{index}", index + 1
-    taken.add(candidate)
-    return candidate
+    free = unique_names([name], reserved=taken)[0]
+    taken.add(free)
+    return free
