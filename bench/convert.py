@@ -21,6 +21,7 @@ with ``--jobs 1`` against ``--jobs 2``.
 
 Run by hand, not in CI:
   python bench/convert.py [--runs 3] [--models MobileNetV2 ResNet50 InceptionV3 VGG16] [--jobs-runs 3]
+                         [--jobs-models 20] [--jobs-size small|medium]
 """
 
 from __future__ import annotations
@@ -158,23 +159,41 @@ def compare(names: list[str], folder: Path, runs: int) -> None:
         print("\n(--fp16 or --optimize is not an option of this freezekeras: those columns were skipped.)")
 
 
-def jobs(runs: int, count: int) -> None:
-    """20 small models: one batch with --jobs 1 against --jobs 2, alternating; wall time and when the
-    first and the last model were reported (the start-up and the steady state)."""
+def build_medium_models(folder: Path, count: int) -> None:
+    """``count`` MobileNetV2s (``weights=None``) of four widths and input sizes, 0.4 to 2.3 M weights, saved
+    as .h5 in a child process: models that take about a second each to convert and verify."""
+    code = ("import os, sys; os.environ['TF_USE_LEGACY_KERAS'] = '1'; os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'\n"
+            "import tf_keras\n"
+            "for i in range(int(sys.argv[2])):\n"
+            "    tf_keras.utils.set_random_seed(i)\n"
+            "    alpha, size = ((0.35, 96), (0.5, 128), (0.75, 128), (1.0, 160))[i % 4]\n"
+            "    tf_keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=alpha, weights=None,"
+            " classes=10).save(f'{sys.argv[1]}/mobilenetv2_{i:02d}.h5')\n")
+    subprocess.run([sys.executable, "-c", code, str(folder), str(count)], check=True, stderr=subprocess.DEVNULL)
+
+
+def jobs(runs: int, count: int, size: str = "small") -> None:
+    """``count`` models: one batch with --jobs 1 against --jobs 2, alternating; wall time and when the
+    first and the last model were reported (the start-up and the steady state). ``size``: ``small``
+    (Dense and Conv2D nets of ``bench/batch_speed.py``, a few hundredths of a second each) or
+    ``medium`` (:func:`build_medium_models`)."""
     sys.path.insert(0, str(HERE))
     from batch_speed import build_models
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "models"
         folder.mkdir()
-        build_models(folder, count)
+        if size == "medium":
+            build_medium_models(folder, count)
+        else:
+            build_models(folder, count)
         times: dict[int, list[tuple[float, float, float]]] = {1: [], 2: []}
         for index in range(runs):
             for n in ((1, 2) if index % 2 == 0 else (2, 1)):
                 times[n].append(_timed_batch([*freezekeras_command(), "convert", str(folder), "-o",
                                               f"{tmp}/out{n}/", "--jobs", str(n)]))
                 print(f"  --jobs {n} run {index + 1}: {times[n][-1]}", file=sys.stderr)
-    print(f"\n### {count} small models, one batch (median of {runs}, alternating)\n")
+    print(f"\n### {count} {size} models, one batch (median of {runs}, alternating)\n")
     print("| command | wall s | first model reported s | last model reported s | models/s after the first |")
     print("|---|---:|---:|---:|---:|")
     med = {}
@@ -205,6 +224,8 @@ def main() -> None:
     parser.add_argument("--models-dir", type=Path, help="Keep the built .h5 files here (default: a temporary folder).")
     parser.add_argument("--jobs-runs", type=int, default=3, help="Runs of the --jobs table (0: skip it).")
     parser.add_argument("--jobs-models", type=int, default=20)
+    parser.add_argument("--jobs-size", choices=["small", "medium"], default="small",
+                        help="The --jobs table's models: small nets, or MobileNetV2s of about a second each.")
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
@@ -221,7 +242,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 compare(args.models, Path(tmp), args.runs)
     if args.jobs_runs:
-        jobs(args.jobs_runs, args.jobs_models)
+        jobs(args.jobs_runs, args.jobs_models, args.jobs_size)
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import functools
+import gc
 import os
 import re
 import time
@@ -21,12 +22,14 @@ from freezekeras.contract import check_new_names, format_dims, resolve_renames, 
 from freezekeras.errors import (
     ConversionError,
     ReferenceMismatchError,
+    TargetError,
     UsageError,
     VerificationError,
     error_summary,
 )
-from freezekeras.graphdef.reading import parse_graph_def, read_graph_def
+from freezekeras.graphdef.reading import parse_graph_def
 from freezekeras.graphdef.savedmodel import is_saved_model, read_signatures
+from freezekeras.graphdef.targets import TARGETS, target_gaps
 from freezekeras.kerasfile.generation import keras_generation
 from freezekeras.kerasfile.h5file import read_keras_file
 from freezekeras.kerasfile.keras3 import read_keras3_file
@@ -35,6 +38,7 @@ from freezekeras.kerasfile.unbuilt import built_sequential
 from freezekeras.output import AtomicFile, StreamOutput, open_output, output_path
 from freezekeras.paths import check_input_path
 from freezekeras.results import DEFAULT_SIGNATURE, ConversionResult, ConvertOptions, TensorSpec
+from freezekeras.target import TargetChoice, choose
 from freezekeras.tf.contract import fix_input_shapes, rename_nodes
 from freezekeras.tf.freezing import (
     find_leftovers,
@@ -94,6 +98,7 @@ def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
     options = options or ConvertOptions()
     path = Path(model)
     plan = plan_route(path, options)
+    options, plan, choice = _choose_target(plan, path, options)
     recording = None if options.reference is None else read_recording(Path(options.reference))
     target = output_path(path, _path_or_none(options.output), text=options.text)
     timer = _Timer(on_step)
@@ -105,20 +110,26 @@ def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
             _serving_contract(frozen, plan, options, path)
         if options.optimize or options.fp16:
             with timer.step("optimize"):
-                _transform(frozen, options)
+                _transform(frozen, options, path)
         with timer.step("write"):
             out.write(serialize(frozen.graph_def, text=options.text, source=path))
         node_count = len(frozen.graph_def.node)
+        frozen.channels_first = bool(channels_first_nodes(frozen.graph_def))
         frozen.graph_def = None  # verification reads the written file; a large model's constants need not be held twice
+        # The model is held by `frozen.predict` and `stack` alone, until verification has its predictions.
+        loaded = None
+        release = functools.partial(_release, frozen, stack, collect=plan.route == "function")
         verification = reference = None
         # Verification alone reads the file back inside the check, which drops it once imported.
-        written = _read_back(out) if recording is not None else functools.partial(_read_back, out)
+        written = (_read_back(out, text=options.text) if recording is not None
+                   else functools.partial(_read_back, out, text=options.text))
         if options.verify:
             with timer.step("verify"):
-                verification = _verify(frozen, written, options, path)
+                verification = _verify(frozen, written, options, path, release=release)
             if not verification.passed:
                 raise _verification_error(path, verification, frozen.warnings)
         if recording is not None:
+            release()
             with timer.step("reference"):
                 reference = _check_reference(written, recording, frozen, options, path)
             if not reference.passed:
@@ -138,6 +149,8 @@ def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
         route=plan.route,
         route_reason=plan.reason,
         transforms=frozen.transforms,
+        target=options.target,
+        target_options=choice.options if choice else (),
     )
 
 
@@ -187,6 +200,31 @@ def plan_route(path: Path, options: ConvertOptions) -> RoutePlan:
     return plan
 
 
+def _choose_target(plan: RoutePlan, path: Path,
+                   options: ConvertOptions) -> tuple[ConvertOptions, RoutePlan, TargetChoice | None]:
+    """The options and plan ``options.target`` needs (:func:`freezekeras.target.choose`)."""
+    config = None if plan.info is None else getattr(plan.info, "model_config", None) or plan.info.config
+    chosen, choice = choose(options, kind=plan.kind, config=config, source=path)
+    if choice is None or chosen.route == plan.route or chosen.route is None:
+        return chosen, plan, choice
+    plan = replace(plan, route=chosen.route, reason=f"{plan.reason}, --target {choice.target}: {choice.reason}")
+    _check_route_options(plan, path, chosen)
+    return chosen, plan, choice
+
+
+def _check_target(frozen: _Frozen, options: ConvertOptions, path: Path) -> None:
+    """Refuse a graph holding what the ``--target`` runtime cannot run (:mod:`freezekeras.graphdef.targets`)."""
+    if options.target is None:
+        return
+    gaps = target_gaps(frozen.graph_def, options.target)
+    if gaps:
+        gap, nodes = gaps[0]
+        shown = ", ".join(nodes[:2]) + (", ..." if len(nodes) > 2 else "")
+        raise TargetError(f"{path}: {TARGETS[options.target]} cannot run the frozen graph: it has {gap.label}: "
+                          f"{len(nodes)} ({shown}); nothing was written. {gap.fix[0].upper()}{gap.fix[1:]}, "
+                          "or drop --target to write the graph anyway.")
+
+
 def _saved_model_reason(path: Path, signature: str) -> str:
     """What a SavedModel holds, read without TensorFlow; refused if it lacks ``signature``."""
     signatures = read_signatures(path)
@@ -227,12 +265,13 @@ class _Frozen:
     relative_atol: float = RELATIVE_ATOL
     verify_shapes: dict[str, tuple[int | None, ...]] = field(default_factory=dict)
     free_size: int | None = None  # the size the config says unknown dimensions need (None: the default)
+    channels_first: bool = False  # the graph has channels-first (NCHW) nodes (--keep-nchw)
 
 
 def _serving_contract(frozen: _Frozen, plan: RoutePlan, options: ConvertOptions, path: Path) -> None:
     """``--input-shape``, ``--input-name``/``--output-name`` and ``--verify-shape`` on the frozen graph, in place."""
     frozen.warnings = (*plan.notes, *frozen.warnings)
-    shapes = resolve_shapes(path, options.input_shapes, frozen.inputs)
+    shapes = resolve_shapes(path, options.input_shapes, frozen.inputs, batch=options.batch_size)
     shapes = {name: dims for name, dims in shapes.items()
               if dims != next(spec.shape for spec in frozen.inputs if spec.name == name)}
     if shapes:
@@ -251,9 +290,10 @@ def _serving_contract(frozen: _Frozen, plan: RoutePlan, options: ConvertOptions,
     frozen.verify_shapes = resolve_shapes(path, options.verify_shapes, frozen.inputs, option="--verify-shape")
     if plan.kind == "keras2" and not options.verify_shapes:
         frozen.free_size = free_size_needed(plan.info.model_config, FREE_DIM_SIZE, MAX_FREE_SIZE)
+    _check_target(frozen, options, path)
 
 
-def _transform(frozen: _Frozen, options: ConvertOptions) -> None:
+def _transform(frozen: _Frozen, options: ConvertOptions, path: Path) -> None:
     """``--optimize`` then ``--fp16`` on the frozen graph (folding would undo the float16 casts the other way)."""
     if options.optimize:
         frozen.graph_def, report = optimize(frozen.graph_def, inputs=[spec.name for spec in frozen.inputs],
@@ -263,6 +303,7 @@ def _transform(frozen: _Frozen, options: ConvertOptions) -> None:
         frozen.graph_def, report = to_fp16(frozen.graph_def)
         frozen.transforms["fp16"] = report.to_json()
         frozen.relative_atol = FP16_RELATIVE_ATOL
+    _check_target(frozen, options, path)
 
 
 def _load(plan: RoutePlan, path: Path, options: ConvertOptions) -> contextlib.AbstractContextManager[Any]:
@@ -272,11 +313,11 @@ def _load(plan: RoutePlan, path: Path, options: ConvertOptions) -> contextlib.Ab
         return saved_model(path, signature=options.signature, verbose=options.verbose)
     if plan.kind == "keras3":
         return keras3_model(plan.info, custom_objects=custom_objects, allow_lambda=options.allow_lambda,
-                            input_shapes=options.input_shapes,
+                            input_shapes=options.input_shapes, batch_size=options.batch_size,
                             verbose=options.verbose)
     if plan.route == "function":
         return traced_tf_keras_model(plan.info, custom_objects=custom_objects, allow_lambda=options.allow_lambda,
-                                     input_shapes=options.input_shapes,
+                                     input_shapes=options.input_shapes, batch_size=options.batch_size,
                                      verbose=options.verbose)
     return keras_session(plan.info, custom_objects=custom_objects, allow_lambda=options.allow_lambda,
                          verbose=options.verbose)
@@ -380,21 +421,39 @@ def _layer_output_node(model: Any, name: str) -> str | None:
     return tensor.op.name
 
 
-def _read_back(out: AtomicFile | StreamOutput) -> Any:
-    """The graph as written (what verification checks), as TensorFlow's own ``GraphDef``.
+def _read_back(out: AtomicFile | StreamOutput, *, text: bool) -> bytes:
+    """The graph as written (what verification checks), as binary ``GraphDef`` bytes.
 
     Read back from the temporary file; for a target written into only at the end (stdout,
-    ``/dev/null``, a FIFO), which cannot be read back, parsed from the bytes kept for it.
+    ``/dev/null``, a FIFO), which cannot be read back, the bytes kept for it. Binary bytes
+    are TensorFlow's to import as they are; protobuf text (``text``) is parsed and serialized.
     """
-    message = import_tensorflow().compat.v1.GraphDef()
-    if out.temporary is None:
-        return parse_graph_def(out.data, out.target, message=message)
-    return read_graph_def(out.temporary, message=message)
+    data = out.data if out.temporary is None else out.temporary.read_bytes()
+    return parse_graph_def(data, out.target).SerializeToString() if text else data
 
 
-def _verify(frozen: _Frozen, graph_def: Any, options: ConvertOptions, path: Path):
+def _release(frozen: _Frozen, stack: contextlib.ExitStack, *, collect: bool) -> None:
+    """Free the model (its session, its variables) once verification has its predictions: the written
+    graph is imported next, and a large model's weights and constants need not be held at once.
+
+    The session route's variables live in its session, which closing frees; the function route's in
+    the model, whose layers refer to one another: ``collect`` runs the garbage collector for them
+    (a fifth of a second once TensorFlow is imported).
+    """
+    frozen.predict = None
+    stack.close()
+    if collect:
+        gc.collect()
+
+
+def _verify(frozen: _Frozen, graph_def: Any, options: ConvertOptions, path: Path,
+            release: Callable[[], None] | None = None):
     """Verification on random inputs; unknown dimensions too small for the model (a time axis shorter than
-    its cropping or pooling) are doubled, from the size the config asks for, while the error is a shape error."""
+    its cropping or pooling) are doubled, from the size the config asks for, while the error is a shape error.
+
+    ``release`` frees the model once its predictions are made, at the last size only: until then
+    a shape error of the frozen graph's run may still need the model's predictions for a larger size.
+    """
     tf = import_tensorflow()
     free = _free_inputs(frozen)
     sizes = _free_sizes(frozen, free)
@@ -402,7 +461,8 @@ def _verify(frozen: _Frozen, graph_def: Any, options: ConvertOptions, path: Path
         try:
             return verify(graph_def, frozen.inputs, frozen.outputs, reference=frozen.predict, seed=options.seed,
                           int_high=frozen.int_high, atol=options.atol, relative_atol=frozen.relative_atol,
-                          shapes=frozen.verify_shapes, free_size=size)
+                          shapes=frozen.verify_shapes, free_size=size, channels_first=frozen.channels_first,
+                          release=release if attempt + 1 == len(sizes) else None)
         except ConversionError as exc:
             raise ConversionError(f"{path}: {exc}") from exc
         except (tf.errors.OpError, ValueError) as exc:  # e.g. random inputs too small for the model
@@ -484,7 +544,7 @@ def _check_reference(graph_def: Any, recording: Recording, frozen: _Frozen, opti
     tf = import_tensorflow()
     try:
         return check_recording(graph_def, recording, frozen.inputs, frozen.outputs, atol=options.atol,
-                               relative_atol=frozen.relative_atol)
+                               relative_atol=frozen.relative_atol, channels_first=frozen.channels_first)
     except tf.errors.OpError as exc:  # e.g. inputs the shape checks could not catch
         raise UsageError(
             f"{recording.path}: the frozen graph of {path} cannot run on the recorded inputs "

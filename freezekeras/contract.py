@@ -134,16 +134,19 @@ def find_spec(specs: Sequence[Any], name: str) -> Any:
 
 
 def resolve_shapes(path: Any, specs: Sequence[ShapeSpec], inputs: Sequence[Any], *,
-                   option: str = "--input-shape", fixed: bool = True) -> dict[str, Dims]:
+                   option: str = "--input-shape", fixed: bool = True, batch: int | None = None) -> dict[str, Dims]:
     """Each spec checked against the model's ``inputs`` and merged with the input's own shape, by node name.
 
     A ``None`` in a spec keeps the model's dimension; with ``fixed`` false
-    (``--verify-shape``) the result may keep unknown dimensions.
+    (``--verify-shape``) the result may keep unknown dimensions. ``batch``
+    (``--batch-size``) fixes the batch of every input that neither the model nor
+    a spec fixes; those inputs are in the result too.
 
     Raises:
         UsageError: A spec names no input, a bare DIMS for a model with several
             inputs, an input twice, the wrong number of dimensions, or a size
-            the model fixes differently; the message lists the inputs.
+            the model fixes differently; or ``batch`` differs from a batch the
+            model or a spec fixes; the message lists the inputs.
     """
     resolved: dict[str, Dims] = {}
     for name, dims in specs:
@@ -165,7 +168,22 @@ def resolve_shapes(path: Any, specs: Sequence[ShapeSpec], inputs: Sequence[Any],
                                      "there.")
             merged = tuple(have if want is None else want for want, have in zip(dims, spec.shape))
         resolved[spec.name] = merged
+    if batch is not None:
+        _fix_batch(path, resolved, inputs, batch)
     return resolved
+
+
+def _fix_batch(path: Any, resolved: dict[str, Dims], inputs: Sequence[Any], batch: int) -> None:
+    """Give every input of known rank ``batch`` as its batch in ``resolved``, unless it fixes another."""
+    for spec in inputs:
+        dims = resolved.get(spec.name, spec.shape)
+        if not dims:  # unknown rank, or a scalar: no batch to fix
+            continue
+        if dims[0] is not None and dims[0] != batch:
+            who = "--input-shape" if spec.name in resolved else "the model"
+            raise UsageError(f"{path}: --batch-size {batch} differs from the batch {dims[0]} {who} gives input "
+                             f"{spec.name}: {format_dims(dims)}. Drop --batch-size, or use {dims[0]}.")
+        resolved[spec.name] = (batch, *dims[1:])
 
 
 def _input_for(path: Any, name: str | None, dims: Dims, inputs: Sequence[Any], option: str) -> Any:

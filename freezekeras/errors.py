@@ -35,7 +35,8 @@ EXIT_CODES = (
      "the input cannot be converted or read: not a Keras model or SavedModel, a damaged file, weights only "
      "without --architecture, Lambda layers without --allow-lambda, an unknown custom layer or function, a "
      "--custom-objects file that raises, lookup tables (StringLookup, IntegerLookup), Keras or TensorFlow "
-     "failed, verification inputs the model cannot run on, a graph of 2 GiB or more"),
+     "failed, verification inputs the model cannot run on, a graph of 2 GiB or more, a graph holding what the "
+     "--target runtime cannot run"),
     (str(EXIT_USAGE_ERROR), "usage error",
      "a path or option on the command line is wrong: a missing input, --custom-objects or --architecture "
      "file, a folder that holds no model, an output equal to the input, in a missing folder or not writable, "
@@ -157,6 +158,14 @@ class GraphTooLargeError(ConversionError):
     """Raised when the frozen graph would reach protobuf's 2 GiB limit.
 
     A larger GraphDef is written without complaint but cannot be read back.
+    """
+
+
+class TargetError(ConversionError):
+    """Raised when the frozen graph holds what the ``--target`` runtime cannot run; nothing is written.
+
+    The message names the nodes and what to do (another route, a fixed batch,
+    another runtime); :mod:`freezekeras.graphdef.targets` lists what each runtime lacks.
     """
 
 

@@ -12,12 +12,13 @@ from pathlib import Path
 
 from freezekeras.errors import ModelFileError, UsageError, error_summary
 from freezekeras.paths import KERAS_SUFFIXES, check_input_path, file_signature
-from freezekeras.results import DEFAULT_SIGNATURE, InspectResult, TensorSpec
+from freezekeras.results import DEFAULT_SIGNATURE, TARGET_NAMES, InspectResult, TensorSpec
 
 
 def inspect(path: str | os.PathLike, *, architecture: str | os.PathLike | None = None,
             custom_objects: str | os.PathLike | None = None, allow_lambda: bool = False,
-            verbose: bool = False, build: bool = False, signature: str = DEFAULT_SIGNATURE) -> InspectResult:
+            verbose: bool = False, build: bool = False, signature: str = DEFAULT_SIGNATURE,
+            target: str | None = None) -> InspectResult:
     """List the inputs and outputs of a Keras model, a SavedModel or a frozen graph, and lint a graph.
 
     Neither TensorFlow nor Keras is imported unless the model is built: a
@@ -51,10 +52,14 @@ def inspect(path: str | os.PathLike, *, architecture: str | os.PathLike | None =
         build: Build a Keras ``.h5`` model in tf-keras (imports TensorFlow)
             for exact nodes, dtypes and output shapes.
         signature: The SavedModel signature to list (SavedModel folders only).
+        target: A runtime of :data:`~freezekeras.results.TARGET_NAMES` (``--target``): a graph's
+            lint then also reports what that runtime cannot run
+            (:func:`freezekeras.graphdef.targets.target_findings`), and ``details["target"]`` names it.
 
     Raises:
         UsageError: The path is missing or a directory (other than a SavedModel);
-            a SavedModel has no signature ``signature``; an option that does not apply.
+            a SavedModel has no signature ``signature``; an option that does not apply
+            (``target`` for anything but a graph); an unknown ``target``.
         ModelFileError: The file is neither a Keras model nor a GraphDef.
         LambdaLayerError: Building, the model holds Lambda layers and they are not allowed.
         UnknownObjectError: Building, the model uses custom layers or functions.
@@ -62,6 +67,12 @@ def inspect(path: str | os.PathLike, *, architecture: str | os.PathLike | None =
     """
     path = Path(path)
     check_input_path(path, saved_model=True)
+    if target not in (None, *TARGET_NAMES):
+        raise UsageError(f"target {target!r}: use one of {', '.join(TARGET_NAMES)} (--target).")
+    if target is not None and (path.is_dir() or path.suffix.lower() in KERAS_SUFFIXES
+                               or file_signature(path) is not None):
+        raise UsageError(f"{path}: --target checks frozen graphs, and this is a model. Convert it with "
+                         f"--target {target}, which checks the graph it writes, or inspect the .pb.")
     if path.is_dir():
         given = [option for option, value in (("--architecture", architecture), ("--custom-objects", custom_objects),
                                               ("--allow-lambda", allow_lambda), ("--build", build)) if value]
@@ -73,7 +84,7 @@ def inspect(path: str | os.PathLike, *, architecture: str | os.PathLike | None =
         raise UsageError(f"{path}: --signature picks a SavedModel folder's signature, and this is a file. "
                          "Drop --signature.")
     if path.suffix.lower() not in KERAS_SUFFIXES and file_signature(path) is None:
-        return _graph_inspection(path)
+        return _graph_inspection(path, target)
     if build or custom_objects is not None or allow_lambda:
         return _built_inspection(path, _path_or_none(architecture), _path_or_none(custom_objects),
                                  allow_lambda=allow_lambda, verbose=verbose)
@@ -113,14 +124,18 @@ def _built_keras3_inspection(path: Path, architecture: Path | None, custom_objec
                              outputs=tuple(_by_layer(spec) for spec in traced.outputs), details=details)
 
 
-def _graph_inspection(path: Path) -> InspectResult:
+def _graph_inspection(path: Path, target: str | None) -> InspectResult:
     """Inspect a ``GraphDef`` with protobuf alone (imported here: a Keras file does not need it)."""
     from freezekeras.graphdef.reading import graph_details, graph_inputs_outputs, read_graph_def
+    from freezekeras.graphdef.targets import target_findings
 
     graph_def = read_graph_def(path)
     inputs, outputs = graph_inputs_outputs(graph_def)
-    return InspectResult(path=path, format="graphdef", inputs=inputs, outputs=outputs,
-                         details=graph_details(graph_def))
+    details = graph_details(graph_def)
+    if target is not None:
+        details["target"] = target
+        details["lint"] += [finding.to_json() for finding in target_findings(graph_def, target)]
+    return InspectResult(path=path, format="graphdef", inputs=inputs, outputs=outputs, details=details)
 
 
 def _saved_model_inspection(path: Path, signature: str) -> InspectResult:
@@ -171,8 +186,13 @@ def _config_inspection(path: Path, architecture: Path | None) -> InspectResult:
     from freezekeras.kerasfile.config import config_inspection, weight_count
     from freezekeras.kerasfile.h5file import RESAVE_HINT, read_keras_file, reading_hdf5
     from freezekeras.kerasfile.shapes import model_output_shapes
+    from freezekeras.kerasfile.unbuilt import built_sequential
 
     info = read_keras_file(path, architecture=architecture)
+    try:  # a Sequential saved before it was built: its input, as convert will take it from its first weights
+        info, notes = built_sequential(info)
+    except UsageError:  # no weights tell it: listed without inputs, as the config has none
+        notes = ()
     config, keras_version, backend, kind = info.model_config, info.keras_version, info.backend, "keras-h5"
     with reading_hdf5(path), h5py.File(path, "r") as handle:
         param_count = weight_count(handle)
@@ -187,6 +207,8 @@ def _config_inspection(path: Path, architecture: Path | None) -> InspectResult:
         ) from exc
     details = {"keras_version": keras_version, "backend": backend,
                "layer_count": layer_count, "param_count": param_count, "route": "session"}
+    if notes:
+        details["notes"] = list(notes)
     return InspectResult(path=path, format=kind, inputs=inputs, outputs=outputs, details=details)
 
 

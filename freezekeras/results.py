@@ -47,6 +47,8 @@ class TensorSpec:
 BACKENDS = ("tensorflow", "theano")
 #: The two ways to freeze: a tf-keras graph session, or a traced concrete function.
 ROUTES = ("session", "function")
+#: The runtimes ``--target`` knows (:mod:`freezekeras.graphdef.targets` says what each cannot take).
+TARGET_NAMES = ("tf", "opencv", "onnx", "openvino", "tflite")
 #: The SavedModel signature converted unless ``signature`` says otherwise.
 DEFAULT_SIGNATURE = "serving_default"
 
@@ -107,6 +109,13 @@ class ConvertOptions:
         input_names: Rename inputs for serving (``--input-name``): ``(old, new)``
             pairs (or ``"OLD=NEW"`` strings, or a mapping), ``old`` the node or the Keras layer.
         output_names: Rename outputs the same way (``--output-name``).
+        batch_size: Fix the batch dimension of every input whose batch is unknown
+            (``--batch-size``); ``None`` keeps it unknown.
+        target: The runtime the graph is for (``--target``, one of :data:`TARGET_NAMES`):
+            picks the options it needs where they are not given (see
+            :func:`freezekeras.target.choose`), and the graph is refused, unwritten,
+            when it holds what that runtime cannot run
+            (:mod:`freezekeras.graphdef.targets`).
     """
 
     output: Path | None = None
@@ -130,6 +139,8 @@ class ConvertOptions:
     verify_shapes: tuple[tuple[str | None, tuple[int | None, ...]], ...] = ()
     input_names: tuple[tuple[str, str], ...] = ()
     output_names: tuple[tuple[str, str], ...] = ()
+    batch_size: int | None = None
+    target: str | None = None
 
     def __post_init__(self) -> None:
         """Check the values; a single node name is taken as a one-name tuple.
@@ -148,6 +159,10 @@ class ConvertOptions:
             raise UsageError(f"backend {self.backend!r}: use one of {', '.join(BACKENDS)} (--backend).")
         if self.route not in (None, *ROUTES):
             raise UsageError(f"route {self.route!r}: use one of {', '.join(ROUTES)} (--route).")
+        if self.target not in (None, *TARGET_NAMES):
+            raise UsageError(f"target {self.target!r}: use one of {', '.join(TARGET_NAMES)} (--target).")
+        if self.batch_size is not None and not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+            raise UsageError(f"batch size {self.batch_size!r}: use a whole number of 1 or more (--batch-size).")
         for key, option in (("input_shapes", "--input-shape"), ("verify_shapes", "--verify-shape")):
             object.__setattr__(self, key, shape_specs(getattr(self, key), option))
         for key, option in (("input_names", "--input-name"), ("output_names", "--output-name")):
@@ -210,6 +225,9 @@ class ConversionResult:
         route: ``"session"`` or ``"function"``: how the model was frozen.
         route_reason: Why that route, in a few words.
         transforms: What ``optimize`` and ``fp16`` did (their reports, by name); empty without them.
+        target: The ``--target`` runtime, or ``None``.
+        target_options: The options ``target`` picked, as on the command line
+            (``("--route function", "--batch-size 1")``); empty when it needed none.
     """
 
     model: Path
@@ -225,6 +243,8 @@ class ConversionResult:
     route: str = "session"
     route_reason: str = ""
     transforms: dict[str, dict[str, int]] = field(default_factory=dict)
+    target: str | None = None
+    target_options: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """Return the JSON form documented in docs/json.md."""
@@ -233,6 +253,7 @@ class ConversionResult:
             "output": str(self.output),
             "route": self.route,
             "route_reason": self.route_reason,
+            "target": None if self.target is None else {"runtime": self.target, "options": list(self.target_options)},
             "inputs": [spec.to_json() for spec in self.inputs],
             "outputs": [spec.to_json() for spec in self.outputs],
             "node_count": self.node_count,

@@ -144,9 +144,10 @@ def test_cli_json_schema(model_dir, tmp_path):
     result = CliRunner().invoke(main, ["convert", str(model_dir / "multi_io.h5"), "-o", str(out), "--json"])
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
-    assert set(data) == {"model", "output", "route", "route_reason", "inputs", "outputs", "node_count", "size_bytes",
-                         "verification", "reference", "warnings", "transforms", "timings"}
+    assert set(data) == {"model", "output", "route", "route_reason", "target", "inputs", "outputs", "node_count",
+                         "size_bytes", "verification", "reference", "warnings", "transforms", "timings"}
     assert data["transforms"] == {}
+    assert data["target"] is None
     assert (data["route"], data["route_reason"]) == ("session", f"a Keras {_tf_keras_version()} .h5")
     assert data["reference"] is None
     assert data["output"] == str(out) and data["size_bytes"] == out.stat().st_size

@@ -191,3 +191,31 @@ def test_variables_become_constants_and_loops_stay_while_ops():
     assert "VarHandleOp" not in ops and "ReadVariableOp" not in ops
     assert ops & {"While", "StatelessWhile"}
     np.testing.assert_allclose(frozen(tf.constant(3.0))[0].numpy(), 192.0)
+
+
+def test_a_serialized_graph_imports_as_import_graph_def_imports_it():
+    import tensorflow as tf
+
+    weight = tf.Variable(2.0)
+
+    @tf.function(input_signature=[tf.TensorSpec((None,), tf.float32)])
+    def doubled_until_large(x):  # a While loop: its body is in the function library
+        return tf.identity(tf.while_loop(lambda v: tf.reduce_max(v) < 100.0, lambda v: v * weight, [x])[0], name="y")
+
+    graph_def = internals.convert_variables_to_constants_v2(doubled_until_large.get_concrete_function()).graph.as_graph_def()
+    assert graph_def.library.function
+    graph = tf.Graph()
+
+    internals.import_serialized_graph_def(graph, graph_def.SerializeToString())
+
+    expected = tf.Graph()
+    with expected.as_default():
+        tf.graph_util.import_graph_def(graph_def, name="")
+    assert [op.name for op in graph.get_operations()] == [op.name for op in expected.get_operations()]
+    placeholder = next(op for op in graph.get_operations() if op.type == "Placeholder")
+    output = next(op for op in graph.get_operations() if op.name.endswith("y") and op.type == "Identity")
+    with tf.compat.v1.Session(graph=graph) as session:
+        result = session.run(output.outputs[0], {placeholder.outputs[0]: np.array([3.0, 5.0], "float32")})
+    np.testing.assert_allclose(result, [96.0, 160.0])  # doubled while the largest is under 100
+    with pytest.raises(ValueError):
+        internals.import_serialized_graph_def(tf.Graph(), b"\x0a\x05not a graph")

@@ -1,10 +1,12 @@
 """The serving matrix: frozen graphs run in each runtime they are for, compared with Keras' predictions.
 
-Models x runtimes. Each cell converts the model with freezekeras with the option a user of that
-runtime would pick (``CHOICES``), runs the runtime on the frozen graph (``tests/runtimes.py``) and
-compares what it computes with the Keras model's own predictions on inputs of our own. Cells a
-runtime cannot do at all are in ``IMPOSSIBLE``; their test asserts that the runtime itself refuses
-the graph, so the claim fails the day the runtime learns to run it; cells waiting for a freezekeras option being
+Models x runtimes. Each cell converts the model with ``--target`` for that runtime (``TARGET_OF``),
+asserts that it picked the options ``CHOICES`` lists (what a user of that runtime needs), runs the
+runtime on the frozen graph (``tests/runtimes.py``) and compares what it computes with the Keras
+model's own predictions on inputs of our own. Cells a runtime cannot do at all are in
+``IMPOSSIBLE``; their test asserts that ``--target`` refuses the graph and that the runtime itself
+refuses it (converted without ``--target``), so the claim fails the day the runtime learns to run
+it; cells waiting for a freezekeras option being
 built are in ``PENDING`` (expected to fail with the runtime's converter error, and failing the day
 they pass). docs/serving.md shows the matrix
 (``tools/serving_matrix.py`` regenerates it; ``test_the_documented_matrix_is_the_tested_one`` fails
@@ -45,7 +47,12 @@ MODELS = {
 }
 RNN_MODELS = ("stacked_lstm", "gru", "bidir_text", "k3_lstm")
 
-#: The freezekeras options (ConvertOptions fields) a user picks for a runtime and model; absent: the defaults.
+#: The ``--target`` for each runtime of the matrix.
+TARGET_OF = {"tensorflow": "tf", "tf_c_api": "tf", "opencv": "opencv", "onnxruntime": "onnx", "openvino": "openvino",
+             "tflite": "tflite"}
+
+#: The freezekeras options (ConvertOptions fields) a runtime needs for a model, which ``--target`` picks;
+#: absent: none beyond the defaults.
 CHOICES: dict[tuple[str, str], dict] = {
     ("opencv", "cnn_nchw"): {"keep_nchw": True},  # OpenCV's importer wants the model's own NCHW nodes
     # Keras 2 RNNs: the function route's While loops keep their functions, which tf2onnx makes native
@@ -55,10 +62,10 @@ CHOICES: dict[tuple[str, str], dict] = {
        for runtime in ("onnxruntime", "openvino") for model in ("stacked_lstm", "gru", "bidir_text")},
     # TensorFlow's TFLite converter needs the recurrent loops' TensorList element shapes static, so the batch
     # fixed when the model is traced (the converter's own input_shapes come too late); the time axis stays free.
-    ("tflite", "stacked_lstm"): {"route": "function", "input_shapes": ("3,?,?",)},
-    ("tflite", "gru"): {"route": "function", "input_shapes": ("3,?,?",)},
-    ("tflite", "bidir_text"): {"route": "function", "input_shapes": ("3,?",)},
-    ("tflite", "k3_lstm"): {"input_shapes": ("3,?,?",)},
+    ("tflite", "stacked_lstm"): {"route": "function", "batch_size": 1},
+    ("tflite", "gru"): {"route": "function", "batch_size": 1},
+    ("tflite", "bidir_text"): {"route": "function", "batch_size": 1},
+    ("tflite", "k3_lstm"): {"batch_size": 1},
 }
 
 #: Cells the runtime cannot do at all, with the reason; their test asserts that the runtime refuses.
@@ -67,11 +74,10 @@ IMPOSSIBLE: dict[tuple[str, str], str] = {
     ("opencv", "multi_io"): "OpenCV's TensorFlow importer has no GatherV2 (Embedding), in either engine",
     ("opencv", "bidir_text"): "OpenCV's dnn has no While loops (recurrent layers) nor GatherV2 (Embedding)",
 }
-#: The ops an IMPOSSIBLE cell's reason names: the frozen graph must hold them (the reason is about this graph).
-IMPOSSIBLE_OPS = {
-    **{key: {"While", "StatelessWhile"} for key, reason in IMPOSSIBLE.items() if "While" in reason},
-    ("opencv", "multi_io"): {"GatherV2"},
-}
+#: What an IMPOSSIBLE cell's reason names, as ``--target`` gap kinds (freezekeras.graphdef.targets.GAPS):
+#: ``--target`` refuses the graph for them (the reason is about this graph).
+IMPOSSIBLE_GAPS = {key: {kind for kind, word in (("loops", "While"), ("gathers", "GatherV2")) if word in reason}
+                   for key, reason in IMPOSSIBLE.items()}
 
 #: Cells that fail for want of a freezekeras option still being built, with the reason; strict xfail
 #: (their runtime's error is asserted), so that they are moved to CHOICES as soon as they pass.
@@ -241,19 +247,43 @@ def serving_models(tmp_path_factory) -> dict[str, Built]:
 
 @pytest.fixture(scope="session")
 def frozen(serving_models, tmp_path_factory):
-    """``frozen(model, options)``: the model converted with those ConvertOptions fields, once per option set."""
+    """``frozen(model, options)``: the model converted with those ConvertOptions fields, once per option set.
+
+    With a ``target``, runtimes whose target picks the same options share one conversion: the
+    first runs ``convert`` with its ``--target``; the others get that result with their own
+    ``target_options`` once the graph passes their target's check, which is what ``convert``
+    would have run (:func:`freezekeras.graphdef.targets.target_gaps`).
+    """
+    import dataclasses
+
     import freezekeras
+    from freezekeras.api import plan_route
+    from freezekeras.graphdef.reading import read_graph_def
+    from freezekeras.graphdef.targets import target_gaps
+    from freezekeras.target import choose
 
     folder = tmp_path_factory.mktemp("serving_frozen")
     cache: dict = {}
 
     def get(model: str, options: dict):
-        key = (model, tuple(sorted(options.items())))
+        path = serving_models[model].path
+        given = freezekeras.ConvertOptions(**options)
+        chosen, choice = given, None
+        if given.target is not None:
+            plan = plan_route(path, given)
+            config = getattr(plan.info, "model_config", None) or getattr(plan.info, "config", None)
+            chosen, choice = choose(given, kind=plan.kind, config=config, source=path)
+        defaults = dataclasses.asdict(freezekeras.ConvertOptions())
+        key = (model, tuple(sorted((name, value) for name, value in dataclasses.asdict(chosen).items()
+                                   if name != "target" and value != defaults[name])))
         if key not in cache:
             output = folder / f"{model}-{len(cache)}.pb"
-            cache[key] = freezekeras.convert(serving_models[model].path,
-                                             freezekeras.ConvertOptions(output=output, **options))
-        return cache[key]
+            cache[key] = freezekeras.convert(path, dataclasses.replace(given, output=output))
+        result = cache[key]
+        if choice is not None and result.target != choice.target:
+            assert target_gaps(read_graph_def(result.output), choice.target) == []
+            result = dataclasses.replace(result, target=choice.target, target_options=choice.options)
+        return result
 
     return get
 
@@ -299,19 +329,24 @@ def test_serving_cell(runtime, model, serving_models, frozen, tmp_path):
     _skip_if_unavailable(runtime)
     adapter = runtimes.ADAPTERS[runtime]
     built = serving_models[model]
-    result = frozen(model, CHOICES.get((runtime, model), {}))
-    feeds = {spec.name: value for spec, value in zip(result.inputs, built.feeds)}
-    outputs = [spec.name for spec in result.outputs]
-    started = time.perf_counter()
     if (runtime, model) in IMPOSSIBLE:
-        ops = {node.op for node in runtimes._read_graph_def(result.output).node}
-        library = {node.op for function in runtimes._read_graph_def(result.output).library.function
-                   for node in function.node_def}
-        assert IMPOSSIBLE_OPS[runtime, model] & (ops | library), f"the graph has none of {IMPOSSIBLE_OPS[runtime, model]}"
+        from freezekeras.graphdef.reading import read_graph_def
+        from freezekeras.graphdef.targets import target_gaps
+
+        result = frozen(model, {})
+        feeds = {spec.name: value for spec, value in zip(result.inputs, built.feeds)}
+        outputs = [spec.name for spec in result.outputs]
+        found = {gap.kind for gap, _ in target_gaps(read_graph_def(result.output), TARGET_OF[runtime])}
+        assert found == IMPOSSIBLE_GAPS[runtime, model], "--target would not refuse the graph for the reason given"
         with pytest.raises(_refusal(runtime)):
             adapter.run(result.output, feeds, list(result.inputs), outputs, workdir=tmp_path)
         _record(runtime, model, status="impossible", reason=IMPOSSIBLE[runtime, model])
         return
+    result = frozen(model, {"target": TARGET_OF[runtime]})
+    assert " ".join(sorted(result.target_options)) == options_label(CHOICES.get((runtime, model), {}))
+    feeds, expected = _batch_of(result.inputs, built.feeds, built.expected)
+    outputs = [spec.name for spec in result.outputs]
+    started = time.perf_counter()
     if (runtime, model) in PENDING:  # a strict expected failure: the runtime's own error, and none other
         try:
             adapter.run(result.output, feeds, list(result.inputs), outputs, workdir=tmp_path)
@@ -323,15 +358,22 @@ def test_serving_cell(runtime, model, serving_models, frozen, tmp_path):
         pytest.fail(f"{runtime} now runs {model}: move the cell from PENDING to CHOICES")
     got = adapter.run(result.output, feeds, list(result.inputs), outputs, workdir=tmp_path)
     seconds = time.perf_counter() - started
-    assert len(got) == len(built.expected)
-    scale = max(1.0, *(float(np.max(np.abs(want))) for want in built.expected))
+    assert len(got) == len(expected)
+    scale = max(1.0, *(float(np.max(np.abs(want))) for want in expected))
     rtol = LOOSER.get((runtime, model), (DEFAULT_RTOL, ""))[0]
     differences = []
-    for name, have, want in zip(outputs, got, built.expected):
+    for name, have, want in zip(outputs, got, expected):
         have = np.asarray(have, dtype=np.float64).reshape(want.shape)
         differences.append(float(np.max(np.abs(have - want))))
         assert differences[-1] <= rtol * scale, f"{name}: max |{runtime} - keras| = {differences[-1]:.3g}"
     _record(runtime, model, status="pass", max_diff=max(differences), atol=rtol * scale, seconds=round(seconds, 3))
+
+
+def _batch_of(inputs, feeds: list[np.ndarray], expected: list[np.ndarray]):
+    """The feeds by input name and the expected outputs, cut to the batch the graph fixes (``--batch-size``)."""
+    batches = {spec.shape[0] for spec in inputs if spec.shape and spec.shape[0] is not None}
+    batch = batches.pop() if batches else None
+    return ({spec.name: value[:batch] for spec, value in zip(inputs, feeds)}, [want[:batch] for want in expected])
 
 
 # --------------------------------------------------------------------------- the C example, on its own

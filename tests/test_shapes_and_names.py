@@ -264,6 +264,16 @@ def test_unbuilt_sequential_gets_its_input_from_its_weights(models, tmp_path, ro
     assert result.verification.passed
 
 
+def test_inspect_lists_an_unbuilt_sequentials_input_as_convert_will_take_it(models):
+    from freezekeras import inspect
+
+    result = inspect(models / "unbuilt_lstm.h5")
+    assert [(spec.name, spec.shape) for spec in result.inputs] == [("lstm_input", (None, None, 3))]
+    assert result.details["notes"][0].startswith("the Sequential model was saved before it was built")
+    clueless = inspect(models / "unbuilt_flatten.h5")  # nothing tells its shape: listed without inputs
+    assert clueless.inputs == () and "notes" not in clueless.details
+
+
 @pytest.mark.slow
 def test_unbuilt_sequential_takes_input_shape(models, tmp_path):
     result = _convert(models / "unbuilt_lstm.h5", tmp_path / "u.pb", input_shapes=["1,5,3"])

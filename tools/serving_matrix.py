@@ -68,8 +68,10 @@ def render(cells: list[dict]) -> str:
     lines += [
         "",
         "✓: the runtime's outputs match Keras' predictions; the number is the largest absolute difference "
-        "measured (`?`: not measured in the last run), then the freezekeras options for that runtime (none: "
-        "the defaults). ✗: the runtime cannot run the model; the test asserts that it refuses it. …: fails "
+        "measured (`?`: not measured in the last run), then the options `--target` picked for that runtime "
+        "(none: the defaults); each cell converts with `--target` (`tf`, `tf`, `opencv`, `onnx`, `openvino`, "
+        "`tflite`). ✗: the runtime cannot run the model; the test asserts that `--target` refuses the graph "
+        "and that the runtime refuses it. …: fails "
         "today for want of a freezekeras option still being built; the test expects the runtime's error.",
         "",
         "Measured with " + ", ".join(f"{p} {_version(p)}" for p in VERSIONS) + ".",

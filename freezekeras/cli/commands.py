@@ -27,6 +27,7 @@ from freezekeras.errors import (
     FreezeKerasError,
     InternalError,
 )
+from freezekeras.results import TARGET_NAMES as TARGETS
 
 DEPENDENCIES = ("tensorflow", "tf-keras", "keras", "h5py", "protobuf")
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # Click 8.2+
@@ -297,6 +298,12 @@ def main() -> None:
                    "layer; NEW may not be another node's name.")
 @click.option("--output-name", "output_names", multiple=True, metavar="OLD=NEW",
               help="Rename an output node for serving (repeatable), as --input-name does.")
+@click.option("--batch-size", type=click.IntRange(min=1), metavar="N",
+              help="Fix the batch dimension of every input whose batch is unknown (as --input-shape N,... would "
+                   "for each).")
+@click.option("--target", type=click.Choice(TARGETS), metavar="RUNTIME",
+              help=f"The runtime the graph is for ({', '.join(TARGETS)}): picks the options it needs where not "
+                   "given (see docs/serving.md) and refuses, writing nothing, a graph holding what it cannot run.")
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=1, show_default=True, metavar="N",
               help="Convert a batch in N worker processes (0: one per CPU), each importing TensorFlow once: "
                    "the same files, reports and exit code as with 1.")
@@ -309,7 +316,7 @@ def convert(models: tuple[Path, ...], output: str | None, output_nodes: tuple[st
             keep_nchw: bool, optimize: bool, fp16: bool, route: str | None, signature: str, architecture: Path | None,
             custom_objects: Path | None, allow_lambda: bool, as_json: bool, verbose: bool, jobs: int = 1,
             input_shapes: tuple[str, ...] = (), verify_shapes: tuple[str, ...] = (), input_names: tuple[str, ...] = (),
-            output_names: tuple[str, ...] = ()) -> int:
+            output_names: tuple[str, ...] = (), batch_size: int | None = None, target: str | None = None) -> int:
     """Freeze Keras models and SavedModels into TensorFlow graphs and print their node names.
 
     MODEL is a Keras file (.h5, .keras), a SavedModel folder, a folder (its
@@ -326,7 +333,8 @@ def convert(models: tuple[Path, ...], output: str | None, output_nodes: tuple[st
                              custom_objects=custom_objects, allow_lambda=allow_lambda, verbose=verbose,
                              reference=reference, backend=backend, keep_nchw=keep_nchw, route=route,
                              signature=signature, optimize=optimize, fp16=fp16, input_shapes=input_shapes,
-                             verify_shapes=verify_shapes, input_names=input_names, output_names=output_names)
+                             verify_shapes=verify_shapes, input_names=input_names, output_names=output_names,
+                             batch_size=batch_size, target=target)
     new_folder = output is not None and output.endswith(("/", os.sep)) and not Path(output).is_dir()
     if len(models) == 1 and stands_for_itself(models[0]) and not is_pattern(models[0]):
         return _convert_single(models[0], options, as_json=as_json, new_folder=new_folder)
@@ -398,12 +406,16 @@ def _convert_batch(models: tuple[Path, ...], options, *, as_json: bool, new_fold
                    "Implied by --custom-objects and --allow-lambda.")
 @click.option("--signature", default="serving_default", show_default=True, metavar="NAME",
               help="The signature of a SavedModel folder to list.")
+@click.option("--target", type=click.Choice(TARGETS), metavar="RUNTIME",
+              help=f"Also report what this runtime cannot run in the graph ({', '.join(TARGETS)}); with --check, "
+                   "those are errors too.")
 @model_options
 @json_option
 @verbose_option
 @_reports_errors
 def inspect(path: Path, check: bool, build: bool, signature: str, architecture: Path | None,
-            custom_objects: Path | None, allow_lambda: bool, as_json: bool, verbose: bool) -> None:
+            custom_objects: Path | None, allow_lambda: bool, as_json: bool, verbose: bool,
+            target: str | None = None) -> None:
     """List the inputs and outputs of PATH (a Keras .h5/.keras model, a SavedModel folder or a frozen graph
     .pb/.pbtxt); lint a graph."""
     from freezekeras.cli.rendering import inspection_text, to_json
@@ -411,7 +423,8 @@ def inspect(path: Path, check: bool, build: bool, signature: str, architecture: 
     from freezekeras.inspection import inspect as run_inspect
 
     result = run_inspect(path, architecture=architecture, custom_objects=custom_objects,
-                         allow_lambda=allow_lambda, verbose=verbose, build=build, signature=signature)
+                         allow_lambda=allow_lambda, verbose=verbose, build=build, signature=signature,
+                         target=target)
     if check and "lint" not in result.details:
         what = "a SavedModel" if result.format == "saved-model" else "a Keras model"
         raise UsageError(f"{path}: --check lints frozen graphs, and this is {what}. "
@@ -420,9 +433,10 @@ def inspect(path: Path, check: bool, build: bool, signature: str, architecture: 
     errors = result.lint_errors if check else []
     if errors:
         kinds = "; ".join(finding["message"] for finding in errors)
+        advice = "" if all(":" in finding["kind"] for finding in errors) else (
+            " Freeze the model for inference (freezekeras convert) or remove these nodes.")
         raise CheckFailedError(f"{path}: the check found {len(errors)} kind{'s' if len(errors) > 1 else ''} "
-                               f"of problem: {kinds}. Freeze the model for inference (freezekeras convert) "
-                               "or remove these nodes.")
+                               f"of problem: {kinds}.{advice}")
 
 
 @main.command()

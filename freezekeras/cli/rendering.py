@@ -43,6 +43,9 @@ def conversion_text(result: ConversionResult) -> str:
     lines += _table("inputs (feed)", result.inputs)
     lines += [""] + _table("outputs (fetch)", result.outputs)
     lines += ["", f"route: {result.route} ({result.route_reason})" if result.route_reason else f"route: {result.route}"]
+    if result.target is not None:
+        picked = " ".join(result.target_options) or "no options needed"
+        lines.append(f"target: {result.target} ({picked}; checked: nothing it cannot run)")
     lines += _transform_lines(result.transforms)
     check = result.verification
     if check is None:

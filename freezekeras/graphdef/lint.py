@@ -48,17 +48,22 @@ class Finding:
         kind: One of :data:`KINDS` (``"variables"``, ``"random-ops"``, ...).
         severity: ``"error"`` (fails ``inspect --check``) or ``"info"``.
         nodes: The nodes concerned, ``function/node`` inside the function library.
+        label: What the nodes are; empty for a kind of :data:`KINDS`, which labels it.
+        fix: What to do about them (``--target`` findings); empty when the label says it.
     """
 
     kind: str
     severity: str
     nodes: tuple[str, ...]
+    label: str = ""
+    fix: str = ""
 
     @property
     def line(self) -> str:
-        """One readable line: ``variable ops: 2 (a, b)``."""
+        """One readable line: ``variable ops: 2 (a, b)``, then the fix if there is one."""
         names = ", ".join(self.nodes[:3]) + (", ..." if len(self.nodes) > 3 else "")
-        return f"{KINDS[self.kind][1]}: {len(self.nodes)} ({names})"
+        fix = f"; {self.fix}" if self.fix else ""
+        return f"{self.label or KINDS[self.kind][1]}: {len(self.nodes)} ({names}){fix}"
 
     def to_json(self) -> dict[str, Any]:
         """Return ``{"kind", "severity", "count", "nodes", "message"}``."""

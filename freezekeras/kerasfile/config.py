@@ -275,3 +275,35 @@ def _layer_op(class_name: str | None, inner: dict[str, Any]) -> str | None:
 
 
 _PREDICTABLE = {"Activation", "Softmax", "ReLU", "LeakyReLU", *BIAS_LAYERS, *LAYER_OPS, *MERGE_OPS}
+
+
+#: Keras' recurrent layer classes (1.x to 3.x); a layer with a ``cell`` (``RNN(cell)``) is one too.
+RECURRENT_CLASSES = {"LSTM", "GRU", "SimpleRNN", "CuDNNLSTM", "CuDNNGRU", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D",
+                     "RNN", "LSTMV1", "GRUV1"}
+
+
+def recurrent_layers(config: Any) -> list[str]:
+    """Names of the recurrent layers anywhere in a model config (wrappers and nested models included)."""
+    return [layer_name(layer) for layer in _every_layer(config)
+            if layer.get("class_name") in RECURRENT_CLASSES or "cell" in (layer.get("config") or {})]
+
+
+def channels_first_layers(config: Any) -> list[str]:
+    """Names of the layers anywhere in a model config with ``data_format: channels_first``."""
+    return [layer_name(layer) for layer in _every_layer(config)
+            if (layer.get("config") or {}).get("data_format") == "channels_first"]
+
+
+def _every_layer(value: Any) -> list[dict[str, Any]]:
+    """Every ``{"class_name", "config"}`` dict nested in ``value``, outermost first."""
+    found: list[dict[str, Any]] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if "class_name" in item and isinstance(item.get("config"), dict):
+                found.append(item)
+            stack.extend(reversed(list(item.values())))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+    return found

@@ -90,7 +90,8 @@ class TracedModel:
 
 @contextlib.contextmanager
 def keras3_model(info: Keras3FileInfo, *, custom_objects: Path | None = None, allow_lambda: bool = False,
-                 verbose: bool = False, input_shapes: Sequence[ShapeSpec] = ()) -> Iterator[TracedModel]:
+                 verbose: bool = False, input_shapes: Sequence[ShapeSpec] = (),
+                 batch_size: int | None = None) -> Iterator[TracedModel]:
     """Load a Keras 3 model with Keras 3 on TensorFlow and trace it.
 
     Args:
@@ -100,6 +101,7 @@ def keras3_model(info: Keras3FileInfo, *, custom_objects: Path | None = None, al
         allow_lambda: Load Lambda layers (Keras' ``safe_mode=False``).
         verbose: Leave TensorFlow's and Keras' logging on.
         input_shapes: ``--input-shape`` specs, fixed when the model is traced (see :func:`_trace_keras`).
+        batch_size: ``--batch-size``, fixed when the model is traced too.
 
     Raises:
         LambdaLayerError: The model holds Lambda layers and ``allow_lambda`` is false.
@@ -124,7 +126,7 @@ def keras3_model(info: Keras3FileInfo, *, custom_objects: Path | None = None, al
         except Exception as exc:  # Keras raises many types for a model it cannot build
             raise _keras3_load_error(exc, info, custom_objects) from exc
         traced = _trace_keras(keras.tree, model, _live_names(model), notes=notes, input_shapes=input_shapes,
-                              predict=lambda x: model.predict(x, verbose=0), source=info.path,
+                              batch_size=batch_size, predict=lambda x: model.predict(x, verbose=0), source=info.path,
                               scope=keras.StatelessScope)
     yield traced
 
@@ -222,7 +224,8 @@ def _input_structure(model: Any) -> Any:
 
 @contextlib.contextmanager
 def traced_tf_keras_model(info: KerasFileInfo, *, custom_objects: Path | None = None, allow_lambda: bool = False,
-                          verbose: bool = False, input_shapes: Sequence[ShapeSpec] = ()) -> Iterator[TracedModel]:
+                          verbose: bool = False, input_shapes: Sequence[ShapeSpec] = (),
+                          batch_size: int | None = None) -> Iterator[TracedModel]:
     """Trace a Keras 1 or 2 model built in tf-keras, naming its inputs and outputs as the session route does.
 
     The model is built twice: in a graph session, for the names the session route
@@ -237,6 +240,7 @@ def traced_tf_keras_model(info: KerasFileInfo, *, custom_objects: Path | None = 
     with eager_keras_model(info, objects, **options) as (model, notes):
         names = ([spec.name for spec in inputs], [spec.name for spec in outputs])
         yield _trace_keras(tf.nest, model, names, notes=notes, source=info.path, input_shapes=input_shapes,
+                           batch_size=batch_size,
                            predict=lambda x: model.predict(x, verbose=0),
                            layers=([spec.layer for spec in inputs], [spec.layer for spec in outputs]))
 
@@ -246,12 +250,13 @@ def traced_tf_keras_model(info: KerasFileInfo, *, custom_objects: Path | None = 
 def _trace_keras(tree: Any, model: Any, names: tuple[list[str], list[str]], *, notes: tuple[str, ...],
                  predict: Callable[[Any], Any], source: Path,
                  layers: tuple[list[Any], list[Any]] | None = None, input_shapes: Sequence[ShapeSpec] = (),
+                 batch_size: int | None = None,
                  scope: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext) -> TracedModel:
     """Trace ``model(inputs, training=False)`` with an unknown batch dimension; ``tree`` flattens and packs.
 
-    ``input_shapes`` (``--input-shape``) are fixed in the traced function itself, not
-    only in the frozen graph's placeholders: shapes computed while tracing (the
-    element shapes of a recurrent loop's tensor lists, which TFLite needs static)
+    ``input_shapes`` (``--input-shape``) and ``batch_size`` (``--batch-size``) are fixed
+    in the traced function itself, not only in the frozen graph's placeholders:
+    shapes computed while tracing (the element shapes of a recurrent loop's tensor lists, which TFLite needs static)
     then follow from them.
 
     The call runs in ``scope``: ``keras.StatelessScope`` for Keras 3, which keeps
@@ -271,7 +276,7 @@ def _trace_keras(tree: Any, model: Any, names: tuple[list[str], list[str]], *, n
     dims = resolve_shapes(source, input_shapes, [
         TensorSpec(name=name, dtype=tensor.dtype.name if hasattr(tensor.dtype, "name") else str(tensor.dtype),
                    shape=(None, *tensor.shape[1:]), layer=layer)
-        for tensor, name, layer in zip(flat, input_names, in_layers)])
+        for tensor, name, layer in zip(flat, input_names, in_layers)], batch=batch_size)
     specs = [tf.TensorSpec(dims.get(name, (None, *tensor.shape[1:])), tensor.dtype, name=name)
              for tensor, name in zip(flat, input_names)]
 

@@ -172,6 +172,55 @@ def batch_norm_folder() -> Callable[[Any], Any]:
     import_tensorflow()
     return private("tensorflow.python.tools.optimize_for_inference_lib", "fold_batch_norms")
 
+def import_serialized_graph_def(graph: Any, data: bytes) -> None:
+    """Import the serialized ``GraphDef`` ``data`` into the empty ``graph``, as ``import_graph_def(name="")`` does.
+
+    ``tf.graph_util.import_graph_def`` takes a parsed message and serializes it again
+    for TensorFlow's C API: for a frozen graph of hundreds of MB, a parse and a
+    serialization in Python and two more copies of its constants held at once. The
+    bytes go to the C API's import (``TF_GraphImportGraphDefWithResults``, which adds
+    the default attributes and the function library) as they are; the Python
+    operations are then made as ``import_graph_def`` makes them (``importer._ProcessNewOps``).
+    The library's functions are not registered on the Python side, which only
+    building more ops in Python needs, not running the graph.
+
+    Raises:
+        ValueError: ``data`` is not a graph TensorFlow can import (as ``import_graph_def`` raises).
+    """
+    tf = import_tensorflow()
+    c_api = private("tensorflow.python.client.pywrap_tf_session")
+    c_api_util = private("tensorflow.python.framework.c_api_util")
+    process_new_ops = private("tensorflow.python.framework.importer", "_ProcessNewOps")
+    mutation_lock, c_graph = _attribute(graph, "_mutation_lock"), _attribute(graph, "_c_graph")
+    scoped = c_api_util.ScopedTFImportGraphDefOptions()
+    c_api.TF_ImportGraphDefOptionsSetPrefix(scoped.options, "")
+    c_api.TF_ImportGraphDefOptionsSetUniquifyNames(scoped.options, True)
+    c_api.TF_ImportGraphDefOptionsSetValidateColocationConstraints(scoped.options, True)
+    with mutation_lock():
+        buffer = c_api.TF_NewBufferFromString(data)
+        try:
+            with c_graph.get() as handle:
+                c_api_util.ScopedTFImportGraphDefResults(
+                    c_api.TF_GraphImportGraphDefWithResults(handle, buffer, scoped.options))
+        except tf.errors.InvalidArgumentError as exc:
+            raise ValueError(str(exc)) from exc
+        finally:
+            c_api.TF_DeleteBuffer(buffer)
+        process_new_ops(graph)
+
+
+def _attribute(value: Any, name: str) -> Any:
+    """``value.name``, a private attribute; :class:`MovedInternalError` if it is not there."""
+    try:
+        return getattr(value, name)
+    except AttributeError as exc:
+        raise MovedInternalError(
+            f"freezekeras needs {type(value).__module__}.{type(value).__name__}.{name}, which {_installed()} "
+            f"does not have (AttributeError: {exc}). Install the TensorFlow and tf-keras versions freezekeras "
+            "pins (pip install freezekeras again), or report it with the versions above."
+        ) from exc
+
+
 def _installed() -> str:
     from importlib import metadata
 

@@ -92,15 +92,30 @@ def session_config(*, only_layout: bool = False) -> Any:
     return config
 
 
-def frozen_session_config(graph_def: Any) -> Any:
+def frozen_session_config(graph_def: Any = None, *, channels_first: bool | None = None) -> Any:
     """A ``ConfigProto`` that runs a frozen graph's own nodes, as they are.
 
     Grappler is off, as its passes cost seconds on large frozen graphs and
     change nothing a verification should see; for channels-first nodes
     (``--keep-nchw``) the layout optimizer alone runs, as CPU kernels need.
+
+    Args:
+        graph_def: The graph, looked through for channels-first nodes.
+        channels_first: Whether it has any, when known (then ``graph_def`` is not needed).
     """
-    if channels_first_nodes(graph_def):
+    if channels_first if channels_first is not None else channels_first_nodes(graph_def):
         return session_config(only_layout=True)
+    return plain_session_config()
+
+
+def plain_session_config() -> Any:
+    """A ``ConfigProto`` for a session that runs a graph's nodes as they are: Grappler off.
+
+    Every Grappler pass copies the graph it rewrites and costs a share of a second on each
+    new fetch of a large model (building a tf-keras model runs two, loading its weights a
+    third); none changes what the nodes compute. A graph with channels-first nodes needs
+    :func:`session_config` instead.
+    """
     config = import_tensorflow().compat.v1.ConfigProto()
     config.graph_options.rewrite_options.disable_meta_optimizer = True
     return config

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from freezekeras.errors import ConversionError, FreezeKerasError, UnknownObjectError, error_summary
+from freezekeras.kerasfile.config import channels_first_layers
 from freezekeras.kerasfile.h5file import (
     LAMBDA_REPLACEMENT_HINT,
     KerasFileInfo,
@@ -27,7 +28,7 @@ from freezekeras.tf.internals import (
     builtin_layer_lookup,
     layer_base_classes_restored,
 )
-from freezekeras.tf.layout import session_config
+from freezekeras.tf.layout import plain_session_config, session_config
 from freezekeras.tf.legacy_weights import load_legacy_weights, needs_legacy_loading
 from freezekeras.tf.tensors import run_session, tensor_spec
 
@@ -107,7 +108,7 @@ def keras_session(info: KerasFileInfo, *, custom_objects: Path | None = None,
     info = _lambdas_settled(info, objects, allow_lambda)
     graph = tf.Graph()
     with layer_base_classes_restored(), graph.as_default(), quiet(verbose):
-        session = tf.compat.v1.Session(graph=graph, config=session_config())  # NCHW runs on CPUs too
+        session = tf.compat.v1.Session(graph=graph, config=_session_config(tf_keras, info, objects))
         try:
             with session.as_default():
                 tf_keras.backend.set_learning_phase(0)
@@ -115,6 +116,21 @@ def keras_session(info: KerasFileInfo, *, custom_objects: Path | None = None,
                 yield KerasSession(model=model, graph=graph, session=session, notes=notes)
         finally:
             session.close()
+
+
+def _session_config(tf_keras: Any, info: KerasFileInfo, objects: dict[str, Any]) -> Any:
+    """The Keras session's ``ConfigProto``: Grappler off, unless the model may compute channels-first (NCHW).
+
+    Grappler runs on each new fetch (initializing the variables, loading the weights, Keras'
+    predictions for verification): about a second for ResNet50 on two cores, which the model
+    needs only for its layout optimizer, to run NCHW nodes on CPUs. Those come from a
+    ``channels_first`` layer, the ``channels_first`` default of ``keras.json``, or Python code
+    (custom objects, Lambda layers), which may make any node.
+    """
+    if (channels_first_layers(info.model_config) or objects or info.lambda_layers
+            or tf_keras.backend.image_data_format() == "channels_first"):
+        return session_config()  # NCHW runs on CPUs too
+    return plain_session_config()
 
 
 @contextlib.contextmanager

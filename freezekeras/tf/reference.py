@@ -107,8 +107,10 @@ def match_recording(recording: Recording, inputs: Sequence[TensorSpec],
 
 def check_recording(graph_def: Any, recording: Recording, inputs: Sequence[TensorSpec],
                     outputs: Sequence[TensorSpec], *, atol: float | None = None,
-                    relative_atol: float = RELATIVE_ATOL) -> Verification:
+                    relative_atol: float = RELATIVE_ATOL, channels_first: bool | None = None) -> Verification:
     """Run ``graph_def`` on the recorded inputs and compare with the recorded predictions.
+
+    ``graph_def`` and ``channels_first`` are as for :func:`freezekeras.tf.verification.run_graph_def`.
 
     The whole recorded batch is fed at once. The comparison is
     :func:`freezekeras.tf.verification.compare`'s: NaN and infinities in the same
@@ -121,7 +123,7 @@ def check_recording(graph_def: Any, recording: Recording, inputs: Sequence[Tenso
     """
     feeds, expected = match_recording(recording, inputs, outputs)
     names = [spec.name for spec in outputs]
-    actual = run_graph_def(graph_def, feeds, names)
+    actual = run_graph_def(graph_def, feeds, names, channels_first=channels_first)
     shapes = {name: tuple(value.shape) for name, value in feeds.items()}
     return compare(names, expected, actual, atol=atol, input_shapes=shapes, relative_atol=relative_atol)
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from freezekeras.errors import ConversionError
+from freezekeras.graphdef.reading import parse_graph_def
 from freezekeras.results import TensorSpec, Verification, severity
 from freezekeras.tf.imports import import_tensorflow
-from freezekeras.tf.layout import frozen_session_config
+from freezekeras.tf.internals import import_serialized_graph_def
+from freezekeras.tf.layout import channels_first_nodes, frozen_session_config
 from freezekeras.tf.tensors import run_session
 
 #: Size given to an unknown batch dimension in the random inputs.
@@ -62,30 +65,65 @@ def random_inputs(specs: Sequence[TensorSpec], *, seed: int = 0, int_high: int =
     return feeds
 
 
-def run_graph_def(graph_def: Any, feeds: dict[str, Any], fetches: Sequence[str]) -> list[Any]:
+def run_graph_def(graph_def: Any, feeds: dict[str, Any], fetches: Sequence[str], *,
+                  channels_first: bool | None = None) -> list[Any]:
     """Import ``graph_def`` into a fresh graph and run it once.
 
     Args:
-        graph_def: The frozen ``GraphDef``: TensorFlow's message, or any with the same fields; or a
-            function returning it (then held only until it is imported).
+        graph_def: The frozen ``GraphDef``: its serialized bytes (imported as they are, with no
+            parse in Python), TensorFlow's message, or any with the same fields; or a function
+            returning one of them (then held only until it is imported).
         feeds: Values keyed by node or tensor name.
         fetches: Node or tensor names to fetch.
+        channels_first: Whether the graph has channels-first (NCHW) nodes, which need the layout
+            optimizer on CPUs (:func:`~freezekeras.tf.layout.frozen_session_config`); ``None``: looked
+            up in ``graph_def`` (for bytes, parsed again to do so).
 
     Returns:
         The fetched arrays, in the order of ``fetches``.
     """
     tf = import_tensorflow()
-    if callable(graph_def):  # reads it: the message is then dropped once imported, before the run copies the constants
+    if callable(graph_def):  # reads it: then dropped once imported, before the run copies the constants
         graph_def = graph_def()
-    if not isinstance(graph_def, tf.compat.v1.GraphDef):  # e.g. freezekeras.graphdef.messages's own class
-        graph_def = tf.compat.v1.GraphDef.FromString(graph_def.SerializeToString())
+    if channels_first is None:
+        message = parse_graph_def(graph_def, Path("the frozen graph")) if isinstance(graph_def, bytes) else graph_def
+        channels_first = bool(channels_first_nodes(message))
+        del message
     graph = tf.Graph()
-    with graph.as_default():
-        tf.import_graph_def(graph_def, name="")
-    config = frozen_session_config(graph_def)
+    if isinstance(graph_def, bytes):
+        import_serialized_graph_def(graph, graph_def)
+    else:
+        if not isinstance(graph_def, tf.compat.v1.GraphDef):  # e.g. freezekeras.graphdef.messages's own class
+            graph_def = tf.compat.v1.GraphDef.FromString(graph_def.SerializeToString())
+        with graph.as_default():
+            tf.import_graph_def(graph_def, name="")
     del graph_def
-    with tf.compat.v1.Session(graph=graph, config=config) as session:
+    free_memory_returned()  # the import's copies of the constants, before the run makes its own
+    with tf.compat.v1.Session(graph=graph, config=frozen_session_config(channels_first=channels_first)) as session:
         return run_session(session, fetches, feeds)
+
+
+def free_memory_returned() -> None:
+    """Give the memory the C library holds free back to the system (glibc's ``malloc_trim``; elsewhere nothing).
+
+    TensorFlow frees a graph's copies of its constants and a run's activations into the C
+    library's heaps, which keep them; what runs next then grows the process from there.
+    Returned, they no longer count in the process's peak memory.
+    """
+    import ctypes
+    import ctypes.util
+
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        try:
+            _MALLOC_TRIM = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        except (OSError, AttributeError):  # not glibc (macOS, Windows, musl)
+            _MALLOC_TRIM = False
+    if _MALLOC_TRIM:
+        _MALLOC_TRIM(0)
+
+
+_MALLOC_TRIM: Any = None
 
 
 def compare(names: Sequence[str], expected: Sequence[Any], actual: Sequence[Any], *,
@@ -137,8 +175,9 @@ def verify(graph_def: Any, inputs: Sequence[TensorSpec], outputs: Sequence[Tenso
            reference: Callable[[dict[str, Any]], Sequence[Any]], *, seed: int = 0,
            int_high: int = INT_HIGH, atol: float | None = None,
            relative_atol: float = RELATIVE_ATOL, shapes: Mapping[str, Sequence[int | None]] | None = None,
-           free_size: int = FREE_DIM_SIZE) -> Verification:
-    """Feed random inputs to ``graph_def`` and to ``reference`` and compare.
+           free_size: int = FREE_DIM_SIZE, channels_first: bool | None = None,
+           release: Callable[[], None] | None = None) -> Verification:
+    """Feed random inputs to ``reference``, then to ``graph_def``, and compare.
 
     Args:
         graph_def: The frozen graph, as read back from disk, or a function that reads it (see :func:`run_graph_def`).
@@ -151,11 +190,19 @@ def verify(graph_def: Any, inputs: Sequence[TensorSpec], outputs: Sequence[Tenso
         relative_atol: See :func:`compare`.
         shapes: Shapes of the random inputs by node name, instead of the inputs' own (``--verify-shape``).
         free_size: The size of unknown dimensions past the batch (see :func:`random_inputs`).
+        channels_first: See :func:`run_graph_def`.
+        release: Called once ``reference`` has given its outputs, before ``graph_def`` is
+            imported: it frees the model (its session, its variables), so that the model's
+            weights and the frozen graph's constants are not held at once.
     """
     feeds = random_inputs(inputs, seed=seed, int_high=int_high, shapes=shapes, free_size=free_size)
     names = [spec.name for spec in outputs]
     expected = reference(feeds)
-    actual = run_graph_def(graph_def, feeds, names)
+    del reference
+    if release is not None:
+        release()
+        free_memory_returned()
+    actual = run_graph_def(graph_def, feeds, names, channels_first=channels_first)
     shapes = {name: tuple(value.shape) for name, value in feeds.items()}
     return compare(names, expected, actual, atol=atol, input_shapes=shapes, relative_atol=relative_atol)
 

@@ -1,0 +1,198 @@
+"""Verification's order and what it holds: Keras' predictions first, the model freed, then the written graph
+imported from its bytes; the Keras session without Grappler; serializing once."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import weakref
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import build_conv_bn, build_dense
+
+from freezekeras.errors import GraphTooLargeError
+from freezekeras.results import ConvertOptions, TensorSpec
+
+
+def _small_graph(channels_first: bool = False):
+    import tensorflow as tf
+
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, (None, 2), name="x")
+        tf.identity(x * 2.0, name="y")
+    return graph.as_graph_def()
+
+
+def test_verify_releases_the_model_after_its_predictions_and_before_reading_the_graph():
+    from freezekeras.tf.verification import verify
+
+    events = []
+    graph_def = _small_graph()
+
+    def reference(feeds):
+        events.append("predict")
+        return [feeds["x"] * 2.0]
+
+    def read():
+        events.append("read")
+        return graph_def.SerializeToString()
+
+    result = verify(read, [TensorSpec("x", "float32", (None, 2))], [TensorSpec("y", "float32", (None, 2))],
+                    reference=reference, channels_first=False, release=lambda: events.append("release"))
+
+    assert result.passed and result.max_abs_diff == 0.0
+    assert events == ["predict", "release", "read"]
+
+
+@pytest.mark.parametrize("channels_first", [False, None])
+def test_run_graph_def_runs_serialized_bytes(channels_first):
+    from freezekeras.graphdef.messages import GraphDef
+    from freezekeras.tf.verification import run_graph_def
+
+    data = _small_graph().SerializeToString()
+    feeds = {"x": np.ones((3, 2), "float32")}
+
+    message = GraphDef()
+    message.ParseFromString(data)
+    for graph_def in (data, lambda: data, message):
+        [y] = run_graph_def(graph_def, feeds, ["y"], channels_first=channels_first)
+        np.testing.assert_array_equal(y, np.full((3, 2), 2.0))
+
+
+def test_convert_frees_the_keras_session_before_importing_the_written_graph(tmp_path, monkeypatch):
+    import freezekeras.api as api
+    import freezekeras.tf.verification as verification
+
+    sessions = []
+    imported = []
+    opened = api.keras_session
+
+    @contextlib.contextmanager
+    def recorded(*args, **kwargs):
+        with opened(*args, **kwargs) as keras:
+            sessions.append(weakref.ref(keras.session))
+            yield keras
+
+    def import_graph(graph, data):
+        imported.append([ref() is None for ref in sessions])
+        return original_import(graph, data)
+
+    original_import = verification.import_serialized_graph_def
+    monkeypatch.setattr(api, "keras_session", recorded)
+    monkeypatch.setattr(verification, "import_serialized_graph_def", import_graph)
+    model = build_dense(tmp_path / "dense.h5")
+
+    result = api.convert(model, ConvertOptions(output=tmp_path / "dense.pb"))
+
+    assert result.verification.passed
+    assert imported == [[True]]  # the session was gone when the written graph was imported
+
+
+def test_a_function_route_model_is_freed_before_importing_the_written_graph(tmp_path, monkeypatch):
+    import freezekeras.api as api
+    import freezekeras.tf.verification as verification
+
+    calls = []
+    original_release, original_import = api._release, verification.import_serialized_graph_def
+    monkeypatch.setattr(api, "_release", lambda *a, **k: (calls.append(("release", k)), original_release(*a, **k)))
+    monkeypatch.setattr(verification, "import_serialized_graph_def",
+                        lambda graph, data: (calls.append(("import", {})), original_import(graph, data))[1])
+    model = build_dense(tmp_path / "dense.h5")
+
+    result = api.convert(model, ConvertOptions(output=tmp_path / "dense.pb", route="function"))
+
+    assert result.verification.passed
+    assert calls == [("release", {"collect": True}), ("import", {})]
+
+
+def test_the_keras_session_runs_without_grappler_unless_the_model_may_be_channels_first(tmp_path):
+    import tf_keras
+
+    from freezekeras.kerasfile.h5file import read_keras_file
+    from freezekeras.tf.loading import _session_config
+
+    plain = read_keras_file(build_dense(tmp_path / "dense.h5"))
+    nchw = tf_keras.Sequential([tf_keras.layers.Conv2D(2, 3, data_format="channels_first", input_shape=(3, 8, 8))])
+    nchw.save(tmp_path / "nchw.h5")
+    channels_first = read_keras_file(tmp_path / "nchw.h5")
+
+    assert _session_config(tf_keras, plain, {}).graph_options.rewrite_options.disable_meta_optimizer
+    for info, objects in ((channels_first, {}), (plain, {"my_layer": object})):
+        rewrite = _session_config(tf_keras, info, objects).graph_options.rewrite_options
+        assert not rewrite.disable_meta_optimizer and rewrite.cpu_layout_conversion  # NCHW runs on CPUs
+
+
+def test_a_channels_first_model_still_converts_and_verifies(tmp_path):
+    import tf_keras
+
+    from freezekeras.api import convert
+
+    model = tf_keras.Sequential([tf_keras.layers.Conv2D(4, 3, data_format="channels_first", input_shape=(3, 8, 8)),
+                                 tf_keras.layers.BatchNormalization(axis=1)])
+    model.save(tmp_path / "nchw.h5")
+
+    for keep in (False, True):
+        result = convert(tmp_path / "nchw.h5", ConvertOptions(output=tmp_path / f"nchw{keep}.pb", keep_nchw=keep))
+        assert result.verification.passed
+
+
+def test_the_conv_model_gives_the_same_bytes_and_verifies(tmp_path):
+    from freezekeras.api import convert
+
+    model = build_conv_bn(tmp_path / "conv.h5")
+    first = convert(model, ConvertOptions(output=tmp_path / "a.pb"))
+    second = convert(model, ConvertOptions(output=tmp_path / "b.pbtxt", text=True))
+
+    assert first.verification.passed and second.verification.passed
+    assert (tmp_path / "a.pb").read_bytes() == convert(model, ConvertOptions(output=tmp_path / "c.pb")).output.read_bytes()
+
+
+class _HugeGraph:
+    """Stands for a GraphDef of 2 GiB or more, which upb neither serializes nor measures."""
+
+    class _Part:
+        def __init__(self, size: int):
+            self.size = size
+
+        def ByteSize(self) -> int:  # noqa: N802 (protobuf's name)
+            return self.size
+
+    node = [_Part(2**30), _Part(2**30)]
+    library = _Part(10)
+
+    def SerializeToString(self, deterministic: bool = False) -> bytes:  # noqa: N802
+        from google.protobuf.message import EncodeError
+
+        raise EncodeError("Failed to serialize proto")
+
+    ByteSize = SerializeToString  # noqa: N815
+
+
+def test_a_graph_protobuf_cannot_encode_is_refused_as_too_large():
+    from freezekeras.tf.freezing import serialize
+
+    with pytest.raises(GraphTooLargeError, match="2.00 GiB"):
+        serialize(_HugeGraph(), text=False, source=Path("m.h5"))
+
+
+def test_freezing_collects_the_cycles_it_made_and_leaves_the_collector_as_it_was():
+    from freezekeras.tf.freezing import _young_garbage_collected
+
+    class Node:
+        pass
+
+    for enabled in (True, False):
+        (gc.enable if enabled else gc.disable)()
+        try:
+            with _young_garbage_collected():
+                assert not gc.isenabled()
+                node = Node()
+                node.self = node
+                ref = weakref.ref(node)
+                del node
+            assert ref() is None and gc.isenabled() == enabled
+        finally:
+            gc.enable()
