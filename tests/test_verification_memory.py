@@ -196,3 +196,48 @@ def test_freezing_collects_the_cycles_it_made_and_leaves_the_collector_as_it_was
             assert ref() is None and gc.isenabled() == enabled
         finally:
             gc.enable()
+
+
+_FREED = """
+import os, sys
+from freezekeras.tf.imports import import_tensorflow
+tf = import_tensorflow()
+import numpy as np
+
+def rss():
+    status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    return int(status["VmRSS"].split()[0]) // 1024
+
+graph = tf.Graph()
+with graph.as_default():
+    variable = tf.compat.v1.get_variable("v", shape=(8192, 8192), initializer=tf.compat.v1.zeros_initializer())
+    value = tf.compat.v1.placeholder(tf.float32, (8192, 8192))
+    assign = variable.assign(value)
+session = tf.compat.v1.Session(graph=graph)
+session.run(variable.initializer)
+session.run(assign, {value: np.ones((8192, 8192), "float32")})
+held = rss()
+session.close()
+print(os.environ["TF_ENABLE_ONEDNN_OPTS"], held - rss())
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the resident set size from /proc")
+@pytest.mark.parametrize(("given", "freed"), [(None, True), ("1", False)])
+def test_a_closed_sessions_memory_goes_back_unless_onednn_is_asked_for(given, freed):
+    """import_tensorflow turns oneDNN's CPU allocator off (unless the caller set TF_ENABLE_ONEDNN_OPTS), so that
+    the model freed before verification leaves memory: closing a session with a 256 MB variable returns it."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if given is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = given
+    done = subprocess.run([sys.executable, "-c", _FREED], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    setting, returned_mb = done.stdout.split()
+    assert setting == (given or "0")
+    assert (int(returned_mb) >= 200) is freed, f"closing the session returned {returned_mb} MB"

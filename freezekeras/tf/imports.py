@@ -21,7 +21,11 @@ def import_tensorflow(*, verbose: bool = False) -> ModuleType:
     Only the first import is set up; a TensorFlow the caller imported
     already is used as it is, its logging untouched. Before that first
     import, ``TF_USE_LEGACY_KERAS=1`` is set so that ``tf.keras`` is tf-keras,
-    and unless ``verbose`` TensorFlow's log is quieted: ``TF_CPP_MIN_LOG_LEVEL=3``
+    ``TF_ENABLE_ONEDNN_OPTS=0`` (unless the caller set it) so that TensorFlow's
+    CPU allocator gives freed memory back (oneDNN's pools it for the process's
+    life: the model freed before verification stayed resident, 2 GB for a
+    1 GB model; the written bytes are the same either way), and unless
+    ``verbose`` TensorFlow's log is quieted: ``TF_CPP_MIN_LOG_LEVEL=3``
     (unless the caller set it), the lines its native libraries print while
     loading are dropped, and its Python logger shows errors only. Whatever
     the import prints goes to stderr, never to stdout, which carries data.
@@ -35,6 +39,7 @@ def import_tensorflow(*, verbose: bool = False) -> ModuleType:
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     if not verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with _native_stderr_silenced(not verbose), contextlib.redirect_stdout(sys.stderr):
