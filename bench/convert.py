@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import run  # noqa: E402
+from timing import alternating, run  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_MODELS = ["MobileNetV2", "ResNet50", "InceptionV3", "VGG16"]
@@ -112,17 +112,9 @@ def compare(names: list[str], folder: Path, runs: int) -> None:
         h5 = build(name, folder)
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp)
-            wall: dict[str, list[float]] = {tool: [] for tool in TOOLS}
-            rss: dict[str, list[float]] = {tool: [] for tool in TOOLS}
-            todo = commands(h5, out)
-            for index in range(runs):
-                order = TOOLS[index % 3:] + TOOLS[:index % 3]  # alternate: each goes first in turn
-                for tool in order:
-                    seconds, mb = run(todo[tool])
-                    wall[tool].append(seconds)
-                    rss[tool].append(mb)
-                    print(f"  {name} run {index + 1} {tool}: {seconds:.2f} s {mb:.0f} MB", file=sys.stderr)
-            med = {tool: (statistics.median(wall[tool]), statistics.median(rss[tool])) for tool in TOOLS}
+            measured = alternating(commands(h5, out), runs, name)
+            med = {tool: (statistics.median(s for s, _ in measured[tool]), statistics.median(mb for _, mb in measured[tool]))
+                   for tool in TOOLS}
             rows.append((name, med))
             extra = {"pb MB": (out / "fk.pb").stat().st_size / 1e6, "nodes": node_count(out / "fk.pb"),
                      "script nodes": node_count(out / "script.pb"), "v2 nodes": node_count(out / "v2.pb"),

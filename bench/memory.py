@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from convert import freezekeras_command  # noqa: E402
-from timing import run  # noqa: E402
+from timing import alternating  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 BASELINE = "import os; os.environ['TF_USE_LEGACY_KERAS'] = '1'; import tensorflow, tf_keras"
@@ -70,14 +70,8 @@ def main() -> None:
                 "freezekeras": [*freezekeras_command(), "convert", str(h5), "-o", str(folder / "fk.pb")],
                 "script": [sys.executable, str(HERE / "freeze_script.py"), str(h5), str(folder / "script.pb")],
             }
-            peaks: dict[str, list[float]] = {tool: [] for tool in todo}
-            for index in range(args.runs):
-                tools = list(todo)
-                for tool in tools[index % 3:] + tools[:index % 3]:
-                    seconds, mb = run(todo[tool])
-                    peaks[tool].append(mb)
-                    print(f"  {size:.0f} MB run {index + 1} {tool}: {seconds:.2f} s {mb:.0f} MB", file=sys.stderr)
-            rows.append((weights, {tool: statistics.median(values) for tool, values in peaks.items()}))
+            measured = alternating(todo, args.runs, f"{size:.0f} MB")
+            rows.append((weights, {tool: statistics.median(mb for _, mb in runs) for tool, runs in measured.items()}))
             h5.unlink()
     print("\n| weights MB | baseline MB | freezekeras MB | script MB | fk / script | fk above baseline / weights "
           "| script above baseline / weights |")
