@@ -241,3 +241,36 @@ def test_a_closed_sessions_memory_goes_back_unless_onednn_is_asked_for(given, fr
     setting, returned_mb = done.stdout.split()
     assert setting == (given or "0")
     assert (int(returned_mb) >= 200) is freed, f"closing the session returned {returned_mb} MB"
+
+
+def test_training_nodes_are_removed_and_the_graph_pruned_as_tensorflow_does_without_copying_constants():
+    """freeze_graph runs remove_training_nodes and extract_sub_graph on a skeleton without constant values and
+    applies their decisions in place: the graph is exactly theirs, and its constants are the same objects' bytes."""
+    import tensorflow as tf
+
+    from freezekeras.tf.freezing import _remove_training_nodes_and_prune
+
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, (None, 4), name="x")
+        weights = tf.constant(np.arange(4 * 300, dtype="float32").reshape(4, 300), name="weights")
+        product = tf.identity(tf.identity(tf.matmul(x, weights), name="chain_a"), name="chain_b")
+        checked = tf.debugging.check_numerics(product, "no NaN", name="checked")
+        with tf.control_dependencies([checked]):
+            kept = tf.identity(product * 2.0, name="kept")  # its control input goes with the CheckNumerics
+        tf.add(x, 1.0, name="unused_branch")
+        out = tf.identity(tf.nn.relu(kept), name="out")
+    graph_def = graph.as_graph_def()
+    graph_def.library.function.add().signature.name = "a_function"  # the library stays
+    graph_def.versions.producer = 1234
+    graph_util = tf.compat.v1.graph_util
+    expected = graph_util.extract_sub_graph(graph_util.remove_training_nodes(graph_def, protected_nodes=["out"]),
+                                            ["out"])
+    expected.library.CopyFrom(graph_def.library)
+    expected.versions.CopyFrom(graph_def.versions)
+    _remove_training_nodes_and_prune(graph_util, graph_def, [out.op.name])
+    assert graph_def.SerializeToString(deterministic=True) == expected.SerializeToString(deterministic=True)
+    names = [node.name for node in graph_def.node]
+    assert not {"unused_branch", "chain_a", "chain_b", "checked", "kept"} & set(names)
+    assert names[-1] == "out" and "weights" in names
+    assert len(graph_def.node[names.index("weights")].attr["value"].tensor.tensor_content) == 4 * 300 * 4
