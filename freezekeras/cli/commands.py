@@ -112,10 +112,18 @@ class _Terminated(BaseException):
 
 #: The signals received during the current command, in order.
 _received: list[int] = []
+#: Whether a signal also silences TensorFlow's logger (not with --debug); set by :func:`_quiet_unraisable`.
+_quiet_after_signal: list[bool] = [True]
 
 
 def _terminate(signum: int, _frame) -> None:
     _received.append(signum)
+    if _quiet_after_signal[0]:
+        # A signal that lands while tf-keras builds a recurrent layer leaves TensorFlow objects whose __del__,
+        # as the unwinding frees them, logs "Object was never used" through TensorFlow's logger.
+        import logging
+
+        logging.getLogger("tensorflow").setLevel(logging.CRITICAL + 1)  # for the rest of the process
     raise _Terminated(signum)
 
 
@@ -154,10 +162,12 @@ def _quiet_unraisable(show: bool) -> Iterator[None]:
     """Keep Python's "Exception ignored in ..." reports off stderr, unless ``show`` (``--debug``).
 
     A signal that lands inside a constructor, TensorFlow's ``Session.__init__`` for one, leaves a
-    half-built object whose ``__del__`` fails when the unwinding frees it, after the one-line message.
+    half-built object whose ``__del__`` fails when the unwinding frees it, after the one-line message
+    (TensorFlow's logger is silenced by the signal itself, see :func:`_terminate`).
     After a signal, reference cycles are collected here too, rather than at interpreter exit.
     """
     previous = sys.unraisablehook
+    _quiet_after_signal[0] = not show
     if not show:
         sys.unraisablehook = lambda _unraisable: None
     try:
