@@ -110,7 +110,8 @@ def convert(model: str | os.PathLike, options: ConvertOptions | None = None, *,
             _serving_contract(frozen, plan, options, path)
         if options.optimize or options.fp16:
             with timer.step("optimize"):
-                _transform(frozen, options, path)
+                _transform(frozen, options)
+        _check_target(frozen, options, path)  # the graph as it will be written
         with timer.step("write"):
             out.write(serialize(frozen.graph_def, text=options.text, source=path))
         node_count = len(frozen.graph_def.node)
@@ -172,6 +173,13 @@ class RoutePlan:
     info: Any = None
     notes: tuple[str, ...] = ()
 
+    @property
+    def config(self) -> dict[str, Any] | None:
+        """The model config read from the file (``None`` for a SavedModel)."""
+        if self.info is None:
+            return None
+        return self.info.model_config if self.kind == "keras2" else self.info.config
+
 
 def plan_route(path: Path, options: ConvertOptions) -> RoutePlan:
     """Read ``path`` (without TensorFlow) and choose its route: the file decides, ``options.route`` only for Keras 2.
@@ -203,8 +211,7 @@ def plan_route(path: Path, options: ConvertOptions) -> RoutePlan:
 def _choose_target(plan: RoutePlan, path: Path,
                    options: ConvertOptions) -> tuple[ConvertOptions, RoutePlan, TargetChoice | None]:
     """The options and plan ``options.target`` needs (:func:`freezekeras.target.choose`)."""
-    config = None if plan.info is None else getattr(plan.info, "model_config", None) or plan.info.config
-    chosen, choice = choose(options, kind=plan.kind, config=config, source=path)
+    chosen, choice = choose(options, kind=plan.kind, config=plan.config, source=path)
     if choice is None or chosen.route == plan.route or chosen.route is None:
         return chosen, plan, choice
     plan = replace(plan, route=chosen.route, reason=f"{plan.reason}, --target {choice.target}: {choice.reason}")
@@ -290,10 +297,9 @@ def _serving_contract(frozen: _Frozen, plan: RoutePlan, options: ConvertOptions,
     frozen.verify_shapes = resolve_shapes(path, options.verify_shapes, frozen.inputs, option="--verify-shape")
     if plan.kind == "keras2" and not options.verify_shapes:
         frozen.free_size = free_size_needed(plan.info.model_config, FREE_DIM_SIZE, MAX_FREE_SIZE)
-    _check_target(frozen, options, path)
 
 
-def _transform(frozen: _Frozen, options: ConvertOptions, path: Path) -> None:
+def _transform(frozen: _Frozen, options: ConvertOptions) -> None:
     """``--optimize`` then ``--fp16`` on the frozen graph (folding would undo the float16 casts the other way)."""
     if options.optimize:
         frozen.graph_def, report = optimize(frozen.graph_def, inputs=[spec.name for spec in frozen.inputs],
@@ -303,7 +309,6 @@ def _transform(frozen: _Frozen, options: ConvertOptions, path: Path) -> None:
         frozen.graph_def, report = to_fp16(frozen.graph_def)
         frozen.transforms["fp16"] = report.to_json()
         frozen.relative_atol = FP16_RELATIVE_ATOL
-    _check_target(frozen, options, path)
 
 
 def _load(plan: RoutePlan, path: Path, options: ConvertOptions) -> contextlib.AbstractContextManager[Any]:

@@ -69,8 +69,8 @@ def inspect(path: str | os.PathLike, *, architecture: str | os.PathLike | None =
     check_input_path(path, saved_model=True)
     if target not in (None, *TARGET_NAMES):
         raise UsageError(f"target {target!r}: use one of {', '.join(TARGET_NAMES)} (--target).")
-    if target is not None and (path.is_dir() or path.suffix.lower() in KERAS_SUFFIXES
-                               or file_signature(path) is not None):
+    graph = not path.is_dir() and path.suffix.lower() not in KERAS_SUFFIXES and file_signature(path) is None
+    if target is not None and not graph:
         raise UsageError(f"{path}: --target checks frozen graphs, and this is a model. Convert it with "
                          f"--target {target}, which checks the graph it writes, or inspect the .pb.")
     if path.is_dir():
@@ -83,7 +83,7 @@ def inspect(path: str | os.PathLike, *, architecture: str | os.PathLike | None =
     if signature != DEFAULT_SIGNATURE:
         raise UsageError(f"{path}: --signature picks a SavedModel folder's signature, and this is a file. "
                          "Drop --signature.")
-    if path.suffix.lower() not in KERAS_SUFFIXES and file_signature(path) is None:
+    if graph:
         return _graph_inspection(path, target)
     if build or custom_objects is not None or allow_lambda:
         return _built_inspection(path, _path_or_none(architecture), _path_or_none(custom_objects),

@@ -71,16 +71,22 @@ def test_null_device_is_written_into(tiny, tmp_path: Path) -> None:
     assert sorted(entry.name for entry in tmp_path.iterdir()) == ["null"]  # no temporary file left
 
 
+def _convert_into_fifo(model: Path, fifo: Path, output: Path):
+    """``convert model -o output`` while a thread reads ``fifo``: the CLI result and what the reader got."""
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    result = run_cli("convert", model, "-o", output)
+    reader.join(timeout=60)
+    return result, received
+
+
 def test_fifo_gets_the_graph(tiny, tmp_path: Path) -> None:
     """A FIFO is written into (the reader gets the same bytes as a regular file) and stays a FIFO."""
     model, graph = tiny
     fifo = tmp_path / "graph.fifo"
     os.mkfifo(fifo)
-    received: list[bytes] = []
-    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
-    reader.start()
-    result = run_cli("convert", model, "-o", fifo)
-    reader.join(timeout=60)
+    result, received = _convert_into_fifo(model, fifo, fifo)
     assert result.exit_code == 0, describe(result)
     assert received == [graph]
     assert stat.S_ISFIFO(_mode(fifo))
@@ -199,11 +205,7 @@ def test_symlink_to_a_fifo_is_written_through(tiny, tmp_path: Path) -> None:
     os.mkfifo(fifo)
     link = tmp_path / "link.pb"
     link.symlink_to(fifo)
-    received: list[bytes] = []
-    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
-    reader.start()
-    result = run_cli("convert", model, "-o", link)
-    reader.join(timeout=60)
+    result, received = _convert_into_fifo(model, fifo, link)
     assert result.exit_code == 0, describe(result)
     assert received == [graph]
     assert stat.S_ISLNK(_mode(link)) and stat.S_ISFIFO(_mode(fifo))

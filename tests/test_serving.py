@@ -271,8 +271,7 @@ def frozen(serving_models, tmp_path_factory):
         chosen, choice = given, None
         if given.target is not None:
             plan = plan_route(path, given)
-            config = getattr(plan.info, "model_config", None) or getattr(plan.info, "config", None)
-            chosen, choice = choose(given, kind=plan.kind, config=config, source=path)
+            chosen, choice = choose(given, kind=plan.kind, config=plan.config, source=path)
         defaults = dataclasses.asdict(freezekeras.ConvertOptions())
         key = (model, tuple(sorted((name, value) for name, value in dataclasses.asdict(chosen).items()
                                    if name != "target" and value != defaults[name])))

@@ -27,7 +27,7 @@ from freezekeras.errors import (
     FreezeKerasError,
     InternalError,
 )
-from freezekeras.results import TARGET_NAMES as TARGETS
+from freezekeras.results import TARGET_NAMES
 
 DEPENDENCIES = ("tensorflow", "tf-keras", "keras", "h5py", "protobuf")
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # Click 8.2+
@@ -311,8 +311,8 @@ def main() -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), metavar="N",
               help="Fix the batch dimension of every input whose batch is unknown (as --input-shape N,... would "
                    "for each).")
-@click.option("--target", type=click.Choice(TARGETS), metavar="RUNTIME",
-              help=f"The runtime the graph is for ({', '.join(TARGETS)}): picks the options it needs where not "
+@click.option("--target", type=click.Choice(TARGET_NAMES), metavar="RUNTIME",
+              help=f"The runtime the graph is for ({', '.join(TARGET_NAMES)}): picks the options it needs where not "
                    "given (see docs/serving.md) and refuses, writing nothing, a graph holding what it cannot run.")
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=1, show_default=True, metavar="N",
               help="Convert a batch in N worker processes (0: one per CPU), each importing TensorFlow once: "
@@ -416,8 +416,8 @@ def _convert_batch(models: tuple[Path, ...], options, *, as_json: bool, new_fold
                    "Implied by --custom-objects and --allow-lambda.")
 @click.option("--signature", default="serving_default", show_default=True, metavar="NAME",
               help="The signature of a SavedModel folder to list.")
-@click.option("--target", type=click.Choice(TARGETS), metavar="RUNTIME",
-              help=f"Also report what this runtime cannot run in the graph ({', '.join(TARGETS)}); with --check, "
+@click.option("--target", type=click.Choice(TARGET_NAMES), metavar="RUNTIME",
+              help=f"Also report what this runtime cannot run in the graph ({', '.join(TARGET_NAMES)}); with --check, "
                    "those are errors too.")
 @model_options
 @json_option

@@ -53,12 +53,9 @@ class Gap:
     find: Callable[[Any], list[str]]
 
 
-def _loops(graph_def: Any) -> list[str]:
-    return [name for name, node in all_nodes(graph_def) if node.op in LOOP_OPS]
-
-
-def _gathers(graph_def: Any) -> list[str]:
-    return [name for name, node in all_nodes(graph_def) if node.op in GATHER_OPS]
+def _nodes_of(ops: set[str]) -> Callable[[Any], list[str]]:
+    """A finder of the nodes whose op is one of ``ops``."""
+    return lambda graph_def: [name for name, node in all_nodes(graph_def) if node.op in ops]
 
 
 def _half_weights(graph_def: Any) -> list[str]:
@@ -92,9 +89,9 @@ def _dynamic_lists(graph_def: Any) -> list[str]:
 _OTHER_RUNTIMES = "an ONNX runtime, OpenVINO or TensorFlow Lite (--target onnx, openvino or tflite)"
 GAPS = (
     Gap("loops", ("opencv",), "While loops (recurrent layers)", f"serve recurrent models with {_OTHER_RUNTIMES}",
-        _loops),
+        _nodes_of(LOOP_OPS)),
     Gap("gathers", ("opencv",), "GatherV2 (Embedding layers)", f"serve models with embeddings with {_OTHER_RUNTIMES}",
-        _gathers),
+        _nodes_of(GATHER_OPS)),
     Gap("half-weights", ("opencv",), "float16 weights (--fp16)", "convert without --fp16", _half_weights),
     Gap("accumulating-loops", ("onnx", "openvino", "tflite"),
         "recurrent loops that keep per-step tensor lists for training (tf-keras' graph-mode RNNs: the session route)",
