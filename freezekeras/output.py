@@ -13,6 +13,7 @@ import os
 import secrets
 import stat
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from freezekeras.errors import OutputError
@@ -113,16 +114,22 @@ class AtomicFile:
         """Nothing is kept in memory: read :attr:`temporary` back instead."""
         return None
 
-    def write(self, data: bytes) -> None:
-        """Write ``data`` to the temporary file and flush it to disk."""
+    def write(self, pieces: Iterable[bytes]) -> None:
+        """Write ``pieces``, one after the other, to the temporary file and flush it to disk.
+
+        An exception from ``pieces`` (a graph found too large) stops the writing; the
+        temporary file is removed as the ``with`` block is left.
+        """
+        self.size = 0
         try:
             with open(self.temporary, "wb") as stream:
-                stream.write(data)
+                for piece in pieces:
+                    stream.write(piece)
+                    self.size += len(piece)
                 stream.flush()
                 os.fsync(stream.fileno())
         except OSError as exc:
             raise OutputError(f"{self.target}: writing failed ({exc.strerror}); free space or choose another -o.") from exc
-        self.size = len(data)
 
     def commit(self) -> None:
         """Move the temporary file to the target path, keeping a replaced file's permissions."""
@@ -174,10 +181,10 @@ class StreamOutput:
         """The bytes given to :meth:`write`, not yet written."""
         return self._data
 
-    def write(self, data: bytes) -> None:
-        """Keep ``data`` until :meth:`commit`."""
-        self._data = data
-        self.size = len(data)
+    def write(self, pieces: Iterable[bytes]) -> None:
+        """Keep ``pieces``, joined, until :meth:`commit`."""
+        self._data = b"".join(pieces)
+        self.size = len(self._data)
 
     def commit(self) -> None:
         """Write the bytes into the target."""

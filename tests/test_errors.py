@@ -665,7 +665,7 @@ def test_serialize_refuses_graphs_at_protobuf_limit() -> None:
     assert graph_def.ByteSize() > 10
 
     with pytest.raises(GraphTooLargeError) as caught:
-        serialize(graph_def, text=False, source=Path("m.h5"), limit=10)
+        b"".join(serialize(graph_def, text=False, source=Path("m.h5"), limit=10))
 
     message = str(caught.value)
     assert message.startswith("m.h5: ")
@@ -674,7 +674,7 @@ def test_serialize_refuses_graphs_at_protobuf_limit() -> None:
     assert "\n" not in message
     assert caught.value.exit_code == EXIT_MODEL_ERROR
     # Under the limit the same graph serializes.
-    written = serialize(graph_def, text=False, source=Path("m.h5"))
+    written = b"".join(serialize(graph_def, text=False, source=Path("m.h5")))
     assert tf.compat.v1.GraphDef.FromString(written) == graph_def
 
 

@@ -175,6 +175,17 @@ def test_keras_name_counters_restart_and_come_back():
     assert keras.layers.Dense(1).name != "dense" and keras.layers.Dense(1).name != before
 
 
+def test_the_manual_variable_initialization_flag_is_what_keras_set():
+    import tf_keras
+
+    try:
+        for value in (True, False):
+            tf_keras.backend.manual_variable_initialization(value)
+            assert internals.manual_variable_initialization() is value
+    finally:
+        tf_keras.backend.manual_variable_initialization(False)
+
+
 def test_variables_become_constants_and_loops_stay_while_ops():
     import numpy as np
     import tensorflow as tf

@@ -56,14 +56,16 @@ def mixed(model_dir: Path, tmp_path: Path) -> list[Path]:
 
 
 def _without_timings(text: str, out: Path) -> list[dict]:
-    """The reports without their timings; noisy.h5's differences drawn afresh by each run (no seed) left out."""
+    """The reports without their timings; noisy.h5's differences and tolerance, drawn afresh by each run
+    (no seed), left out."""
     reports = json.loads(text)
     for report in reports:
         report.pop("timings", None)
         if report["model"].endswith("noisy.h5"):
-            report["error"] = re.sub(r"by up to \S+", "by up to X", report["error"])
+            # The tolerance scales with Keras' largest output, which the noise moves too.
+            report["error"] = re.sub(r"(by up to|tolerance) [^\s)]+", r"\1 X", report["error"])
             report["verification"] = {key: value for key, value in report["verification"].items()
-                                      if key not in {"max_abs_diff", "per_output"}}
+                                      if key not in {"max_abs_diff", "per_output", "atol"}}
     return json.loads(json.dumps(reports).replace(str(out), "OUT"))
 
 

@@ -234,6 +234,6 @@ def test_writers(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     assert isinstance(open_output(fifo), StreamOutput)
     with open_output(fifo) as out:  # never committed: the FIFO is never opened, so this cannot block
-        out.write(b"graph")
+        out.write([b"graph"])
         assert out.temporary is None and out.data == b"graph" and out.size == 5
     assert stat.S_ISFIFO(_mode(fifo))

@@ -150,32 +150,63 @@ def test_the_conv_model_gives_the_same_bytes_and_verifies(tmp_path):
     assert (tmp_path / "a.pb").read_bytes() == convert(model, ConvertOptions(output=tmp_path / "c.pb")).output.read_bytes()
 
 
-class _HugeGraph:
-    """Stands for a GraphDef of 2 GiB or more, which upb neither serializes nor measures."""
+class _HugeNode:
+    """Stands for a node of 2 GiB or more, which upb neither serializes nor measures."""
 
-    class _Part:
-        def __init__(self, size: int):
-            self.size = size
-
-        def ByteSize(self) -> int:  # noqa: N802 (protobuf's name)
-            return self.size
-
-    node = [_Part(2**30), _Part(2**30)]
-    library = _Part(10)
-
-    def SerializeToString(self, deterministic: bool = False) -> bytes:  # noqa: N802
+    def SerializeToString(self, deterministic: bool = False) -> bytes:  # noqa: N802 (protobuf's name)
         from google.protobuf.message import EncodeError
 
         raise EncodeError("Failed to serialize proto")
 
-    ByteSize = SerializeToString  # noqa: N815
+
+class _HugeGraph:
+    node = [_HugeNode()]
 
 
 def test_a_graph_protobuf_cannot_encode_is_refused_as_too_large():
     from freezekeras.tf.freezing import serialize
 
-    with pytest.raises(GraphTooLargeError, match="2.00 GiB"):
-        serialize(_HugeGraph(), text=False, source=Path("m.h5"))
+    with pytest.raises(GraphTooLargeError, match="at least 2.00 GiB, at or over protobuf's 2 GiB limit"):
+        b"".join(serialize(_HugeGraph(), text=False, source=Path("m.h5")))
+
+
+def _graphs_with_every_field():
+    """A session graph (versions, sorted attributes) and a loop's graph (a function library, a While)."""
+    import tensorflow as tf
+
+    yield "session", _small_graph()
+
+    @tf.function(input_signature=[tf.TensorSpec((None, 3), tf.float32)])
+    def loop(x):
+        return tf.while_loop(lambda i, y: i < 3, lambda i, y: (i + 1, tf.tanh(y) * 2.0), (0, x))[1]
+
+    graph_def = loop.get_concrete_function().graph.as_graph_def()
+    assert graph_def.library.function and graph_def.versions.producer
+    yield "function", graph_def
+
+
+@pytest.mark.parametrize("name", ["session", "function"])
+def test_the_graph_written_piece_by_piece_is_protobufs_own_serialization(name):
+    """Node by node, then the other fields: the bytes of SerializeToString(deterministic=True), and each
+    node written as its own field (so no buffer of the whole graph is made)."""
+    from freezekeras.tf.freezing import serialize
+
+    graph_def = dict(_graphs_with_every_field())[name]
+    pieces = list(serialize(graph_def, text=False, source=Path("m.h5")))
+
+    assert b"".join(pieces) == graph_def.SerializeToString(deterministic=True)
+    assert len(pieces) == 2 * len(graph_def.node) + 1
+    assert pieces[1::2] == [node.SerializeToString(deterministic=True) for node in graph_def.node]
+
+
+def test_a_graph_reaching_the_limit_on_the_way_is_refused_with_the_size_so_far(tmp_path):
+    from freezekeras.output import AtomicFile
+    from freezekeras.tf.freezing import serialize
+
+    graph_def = _small_graph()
+    with pytest.raises(GraphTooLargeError, match="at least 0.00 GiB"), AtomicFile(tmp_path / "g.pb") as out:
+        out.write(serialize(graph_def, text=False, source=Path("m.h5"), limit=graph_def.ByteSize() - 1))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_freezing_collects_the_cycles_it_made_and_leaves_the_collector_as_it_was():
@@ -274,3 +305,59 @@ def test_training_nodes_are_removed_and_the_graph_pruned_as_tensorflow_does_with
     assert not {"unused_branch", "chain_a", "chain_b", "checked", "kept"} & set(names)
     assert names[-1] == "out" and "weights" in names
     assert len(graph_def.node[names.index("weights")].attr["value"].tensor.tensor_content) == 4 * 300 * 4
+
+
+def _initializers_run(monkeypatch) -> list[list[str]]:
+    """Spy on the Keras session's runs: for each run of a variables initializer, the variables it set."""
+    import tensorflow as tf
+
+    runs: list[list[str]] = []
+    original = tf.compat.v1.Session.run
+
+    def run(self, fetches, *args, **kwargs):
+        for fetch in tf.nest.flatten(fetches):
+            if isinstance(fetch, tf.Operation) and fetch.type == "NoOp" and fetch.name.startswith("init"):
+                runs.append(sorted(op.name.rsplit("/", 1)[0] for op in fetch.control_inputs))
+        return original(self, fetches, *args, **kwargs)
+
+    monkeypatch.setattr(tf.compat.v1.Session, "run", run)
+    return runs
+
+
+@pytest.mark.parametrize("manual", [False, True])
+def test_loading_assigns_the_files_weights_without_drawing_random_ones_first(tmp_path, monkeypatch, manual):
+    """No random initializer runs for a variable the file sets; Keras' manual-initialization flag is put back."""
+    import tf_keras
+
+    from freezekeras.tf.internals import manual_variable_initialization
+
+    runs = _initializers_run(monkeypatch)
+    tf_keras.backend.manual_variable_initialization(manual)
+    try:
+        result = freezekeras_convert(build_conv_bn(tmp_path / "conv.h5"), tmp_path / "conv.pb")
+        assert manual_variable_initialization() is manual
+    finally:
+        tf_keras.backend.manual_variable_initialization(False)
+
+    assert result.verification.passed
+    assert runs == []
+
+
+def test_what_the_file_leaves_unset_is_initialized_after_loading(tmp_path, monkeypatch):
+    """A stateful LSTM's states are not in the file: they alone are initialized (to zeros), once loaded."""
+    import tf_keras
+
+    runs = _initializers_run(monkeypatch)
+    tf_keras.Sequential([tf_keras.Input((5, 2), batch_size=4),
+                         tf_keras.layers.LSTM(3, stateful=True, name="memory")]).save(tmp_path / "m.h5")
+
+    result = freezekeras_convert(tmp_path / "m.h5", tmp_path / "m.pb")
+
+    assert result.verification.passed
+    assert runs == [["memory/Variable", "memory/Variable_1"]]
+
+
+def freezekeras_convert(model: Path, output: Path):
+    from freezekeras.api import convert
+
+    return convert(model, ConvertOptions(output=output))

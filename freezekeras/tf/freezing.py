@@ -246,44 +246,82 @@ def find_leftovers(graph_def: Any) -> list[str]:
     return leftover_lines(graph_def)
 
 
-def serialize(graph_def: Any, *, text: bool, source: Path, limit: int = PROTOBUF_LIMIT) -> bytes:
-    """Return the bytes of ``graph_def`` to write, binary or protobuf text.
+def serialize(graph_def: Any, *, text: bool, source: Path, limit: int = PROTOBUF_LIMIT) -> Iterator[bytes]:
+    """Yield the bytes of ``graph_def`` to write, binary or protobuf text, piece by piece.
 
-    The same graph always gives the same bytes (attribute maps are written sorted).
+    A binary graph comes node by node, each as the ``node`` field it is in the whole
+    message, then its other fields: together the bytes of
+    ``SerializeToString(deterministic=True)`` (attribute maps written sorted, so the
+    same graph always gives the same bytes), without one buffer of the whole graph,
+    which upb grows by doubling (for VGG16's 553 MB: 1 GiB allocated, 0.4 s spent).
 
     Args:
         graph_def: The frozen ``GraphDef``.
-        text: Write protobuf text format instead of binary.
+        text: Write protobuf text format instead of binary (one piece).
         source: The model file, named in the error message.
         limit: Refuse a graph of this many bytes or more.
 
     Raises:
-        GraphTooLargeError: The graph reaches protobuf's 2 GiB limit.
+        GraphTooLargeError: The graph reaches protobuf's 2 GiB limit (raised as
+            soon as the pieces so far reach it: a writer drops what it was given).
     """
     from google.protobuf.message import EncodeError
 
     if text:
-        _check_size(_byte_size(graph_def), limit, source)
+        size = _byte_size(graph_def)
+        if size >= limit:
+            raise _too_large(size, source)
         from google.protobuf import text_format
 
-        return text_format.MessageToString(graph_def).encode("utf-8")
-    # Serialized once: the size is the bytes' (upb's ByteSize() serializes the whole message to count it).
+        yield text_format.MessageToString(graph_def).encode("utf-8")
+        return
+    size = 0
     try:
-        data = graph_def.SerializeToString(deterministic=True)  # map fields (attrs) sorted: stable bytes
-    except EncodeError:  # upb encodes no message of 2 GiB or more
-        size = _byte_size(graph_def)
-        _check_size(size, limit, source)
-        raise
-    _check_size(len(data), limit, source)
-    return data
+        for piece in _binary_pieces(graph_def):
+            size += len(piece)
+            if size >= limit:
+                raise _too_large(size, source, at_least=True)
+            yield piece
+    except EncodeError:  # upb encodes no message of 2 GiB or more: here, one node
+        raise _too_large(max(size, limit), source, at_least=True) from None
 
 
-def _check_size(size: int, limit: int, source: Path) -> None:
-    if size >= limit:
-        raise GraphTooLargeError(
-            f"{source}: the frozen graph is {size / 2**30:.2f} GiB, at or over protobuf's 2 GiB limit, "
-            "so no runtime could read it back. Export a SavedModel instead, or shrink the model."
-        )
+def _binary_pieces(graph_def: Any) -> Iterator[bytes]:
+    """The binary ``GraphDef`` in pieces: each node's field (its tag, its length, the node), then the
+    other fields (the library, the versions), which follow the nodes in the field-number order upb writes."""
+    for node in graph_def.node:
+        data = node.SerializeToString(deterministic=True)
+        yield _NODE_TAG + _varint(len(data))
+        yield data
+    rest = type(graph_def)()
+    for field, value in graph_def.ListFields():
+        if field.name != "node":
+            if field.message_type is None:
+                setattr(rest, field.name, value)
+            else:
+                getattr(rest, field.name).CopyFrom(value)
+    yield rest.SerializeToString(deterministic=True)
+
+
+#: The tag of ``GraphDef.node``: field 1, length-delimited.
+_NODE_TAG = bytes([1 << 3 | 2])
+
+
+def _varint(value: int) -> bytes:
+    """``value`` as a protobuf varint: seven bits a byte, lowest first, the high bit set on all but the last."""
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _too_large(size: int, source: Path, *, at_least: bool = False) -> GraphTooLargeError:
+    return GraphTooLargeError(
+        f"{source}: the frozen graph is {'at least ' if at_least else ''}{size / 2**30:.2f} GiB, at or over "
+        "protobuf's 2 GiB limit, so no runtime could read it back. Export a SavedModel instead, or shrink the model."
+    )
 
 
 def _byte_size(graph_def: Any) -> int:

@@ -161,6 +161,15 @@ def layer_base_classes_restored() -> Iterator[None]:
                 cls.__bases__ = bases
 
 
+def manual_variable_initialization() -> bool:
+    """tf-keras' manual variable initialization flag (``backend._MANUAL_VAR_INIT``), to put it back after setting it.
+
+    ``tf_keras.backend.manual_variable_initialization(value)`` sets the flag; no public function reads it.
+    """
+    import_tf_keras()
+    return bool(private("tf_keras.src.backend", "_MANUAL_VAR_INIT"))
+
+
 def batch_norm_folder() -> Callable[[Any], Any]:
     """``optimize_for_inference_lib.fold_batch_norms``: BatchNorm after a convolution folded into its weights.
 

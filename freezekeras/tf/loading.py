@@ -27,6 +27,7 @@ from freezekeras.tf.internals import (
     application_layer,
     builtin_layer_lookup,
     layer_base_classes_restored,
+    manual_variable_initialization,
 )
 from freezekeras.tf.layout import plain_session_config, session_config
 from freezekeras.tf.legacy_weights import load_legacy_weights, needs_legacy_loading
@@ -112,10 +113,29 @@ def keras_session(info: KerasFileInfo, *, custom_objects: Path | None = None,
         try:
             with session.as_default():
                 tf_keras.backend.set_learning_phase(0)
-                model, notes = _load_model(tf_keras, info, objects, custom_objects)
+                with _weights_assigned_not_drawn(tf):
+                    model, notes = _load_model(tf_keras, info, objects, custom_objects)
                 yield KerasSession(model=model, graph=graph, session=session, notes=notes)
         finally:
             session.close()
+
+
+@contextlib.contextmanager
+def _weights_assigned_not_drawn(tf: Any) -> Iterator[None]:
+    """Load with Keras' manual variable initialization: its weights are assigned from the file, never drawn.
+
+    Otherwise loading a weight first runs every variable's random initializer (VGG16: 138
+    million numbers, half a second), then overwrites it. On leaving, ``get_session()`` (automatic
+    initialization again) initializes what loading left unassigned, such as a stateful RNN's states.
+    """
+    backend = tf.compat.v1.keras.backend  # tf-keras' (TF_USE_LEGACY_KERAS), with the TF1 functions
+    manual = manual_variable_initialization()
+    backend.manual_variable_initialization(True)
+    try:
+        yield
+    finally:
+        backend.manual_variable_initialization(manual)
+    backend.get_session()
 
 
 def _session_config(tf_keras: Any, info: KerasFileInfo, objects: dict[str, Any]) -> Any:
