@@ -186,6 +186,18 @@ def test_the_manual_variable_initialization_flag_is_what_keras_set():
         tf_keras.backend.manual_variable_initialization(False)
 
 
+def test_keras_get_session_initializes_what_nothing_has_set():
+    import numpy as np
+    import tensorflow as tf
+    import tf_keras
+
+    graph = tf.Graph()
+    with graph.as_default(), tf.compat.v1.Session(graph=graph) as session, session.as_default():
+        state = tf_keras.backend.variable(np.full((2,), 3.0, np.float32))
+        assert internals.keras_get_session()() is session
+        np.testing.assert_array_equal(session.run(state), [3.0, 3.0])
+
+
 def test_variables_become_constants_and_loops_stay_while_ops():
     import numpy as np
     import tensorflow as tf

@@ -170,6 +170,17 @@ def manual_variable_initialization() -> bool:
     return bool(private("tf_keras.src.backend", "_MANUAL_VAR_INIT"))
 
 
+def keras_get_session() -> Callable[[], Any]:
+    """tf-keras' ``backend.get_session``: the default session, once it has initialized the variables
+    tf-keras made in its graph that nothing has set yet (unless initialization is manual).
+
+    TensorFlow exports it as ``tf.compat.v1.keras.backend.get_session`` only while ``tf.keras`` is
+    tf-keras; tf-keras' own API exports no TF1 function.
+    """
+    import_tf_keras()
+    return private("tf_keras.src.backend", "get_session")
+
+
 def batch_norm_folder() -> Callable[[Any], Any]:
     """``optimize_for_inference_lib.fold_batch_norms``: BatchNorm after a convolution folded into its weights.
 

@@ -26,6 +26,7 @@ from freezekeras.tf.internals import (
     APPLICATION_LAYERS,
     application_layer,
     builtin_layer_lookup,
+    keras_get_session,
     layer_base_classes_restored,
     manual_variable_initialization,
 )
@@ -113,7 +114,7 @@ def keras_session(info: KerasFileInfo, *, custom_objects: Path | None = None,
         try:
             with session.as_default():
                 tf_keras.backend.set_learning_phase(0)
-                with _weights_assigned_not_drawn(tf):
+                with _weights_assigned_not_drawn(tf_keras):
                     model, notes = _load_model(tf_keras, info, objects, custom_objects)
                 yield KerasSession(model=model, graph=graph, session=session, notes=notes)
         finally:
@@ -121,21 +122,21 @@ def keras_session(info: KerasFileInfo, *, custom_objects: Path | None = None,
 
 
 @contextlib.contextmanager
-def _weights_assigned_not_drawn(tf: Any) -> Iterator[None]:
+def _weights_assigned_not_drawn(tf_keras: Any) -> Iterator[None]:
     """Load with Keras' manual variable initialization: its weights are assigned from the file, never drawn.
 
     Otherwise loading a weight first runs every variable's random initializer (VGG16: 138
-    million numbers, half a second), then overwrites it. On leaving, ``get_session()`` (automatic
-    initialization again) initializes what loading left unassigned, such as a stateful RNN's states.
+    million numbers, half a second), then overwrites it. On leaving, Keras' ``get_session()``
+    (automatic initialization again, unless the caller had made it manual) initializes what
+    loading left unassigned, such as a stateful RNN's states.
     """
-    backend = tf.compat.v1.keras.backend  # tf-keras' (TF_USE_LEGACY_KERAS), with the TF1 functions
     manual = manual_variable_initialization()
-    backend.manual_variable_initialization(True)
+    tf_keras.backend.manual_variable_initialization(True)
     try:
         yield
     finally:
-        backend.manual_variable_initialization(manual)
-    backend.get_session()
+        tf_keras.backend.manual_variable_initialization(manual)
+    keras_get_session()()
 
 
 def _session_config(tf_keras: Any, info: KerasFileInfo, objects: dict[str, Any]) -> Any:
