@@ -17,11 +17,12 @@ their ratios to the script; file sizes with and without ``--fp16``; nodes with
 and without ``--optimize`` (those columns need the options, else a note says
 they were skipped); and the median latency of one batch-1 call of each written
 graph in a TensorFlow session. ``--jobs`` times one batch of 20 small models
-with ``--jobs 1`` against ``--jobs 2``.
+with ``--jobs 1`` against ``--jobs 2``. ``--script-only`` leaves the TF2 recipe out
+(and the graphs' table): freezekeras and the script alone, taking turns.
 
 Run by hand, not in CI:
-  python bench/convert.py [--runs 3] [--models MobileNetV2 ResNet50 InceptionV3 VGG16] [--jobs-runs 3]
-                         [--jobs-models 20] [--jobs-size small|medium]
+  python bench/convert.py [--runs 3] [--models MobileNetV2 ResNet50 InceptionV3 VGG16] [--script-only]
+                         [--jobs-runs 3] [--jobs-models 20] [--jobs-size small|medium]
 """
 
 from __future__ import annotations
@@ -105,17 +106,22 @@ print(statistics.median(times) * 1000)
     return float(done.stdout.split()[-1])
 
 
-def compare(names: list[str], folder: Path, runs: int) -> None:
+def compare(names: list[str], folder: Path, runs: int, tools: tuple[str, ...] = TOOLS) -> None:
+    """The tables of ``names`` converted by ``tools`` (freezekeras and the script at least); the graphs'
+    table only when all three ran."""
     fp16, optimize = has_option("--fp16"), has_option("--optimize")
     rows, extras = [], []
     for name in names:
         h5 = build(name, folder)
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp)
-            measured = alternating(commands(h5, out), runs, name)
+            measured = alternating({tool: command for tool, command in commands(h5, out).items() if tool in tools},
+                                   runs, name)
             med = {tool: (statistics.median(s for s, _ in measured[tool]), statistics.median(mb for _, mb in measured[tool]))
-                   for tool in TOOLS}
+                   for tool in tools}
             rows.append((name, med))
+            if tools != TOOLS:
+                continue
             extra = {"pb MB": (out / "fk.pb").stat().st_size / 1e6, "nodes": node_count(out / "fk.pb"),
                      "script nodes": node_count(out / "script.pb"), "v2 nodes": node_count(out / "v2.pb"),
                      "latency": {tool: latency_ms(out / pb) for tool, pb in
@@ -133,9 +139,12 @@ def compare(names: list[str], folder: Path, runs: int) -> None:
           "| TF2 recipe MB | fk / script |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, med in rows:
-        fk, sc, v2 = med["freezekeras"], med["script"], med["tf2 recipe"]
-        print(f"| {name} | {fk[0]:.2f} | {sc[0]:.2f} | {v2[0]:.2f} | {fk[0] / sc[0]:.2f}x | {fk[1]:.0f} | "
-              f"{sc[1]:.0f} | {v2[1]:.0f} | {fk[1] / sc[1]:.2f}x |")
+        fk, sc, v2 = med["freezekeras"], med["script"], med.get("tf2 recipe")
+        print(f"| {name} | {fk[0]:.2f} | {sc[0]:.2f} | {f'{v2[0]:.2f}' if v2 else '-'} | {fk[0] / sc[0]:.2f}x | "
+              f"{fk[1]:.0f} | {sc[1]:.0f} | {f'{v2[1]:.0f}' if v2 else '-'} | {fk[1] / sc[1]:.2f}x |")
+    if not extras:
+        print("\n(--script-only: the graphs' table was skipped.)")
+        return
     print("\n### the graphs\n")
     print("| model | .pb MB | --fp16 MB | nodes (fk / script / TF2) | --optimize nodes | latency ms fk / script / "
           "TF2 / fk --optimize |")
@@ -213,12 +222,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--models", nargs="*", default=DEFAULT_MODELS)
+    parser.add_argument("--script-only", action="store_true",
+                        help="Run freezekeras against the script alone: no TF2 recipe, no graphs' table.")
     parser.add_argument("--models-dir", type=Path, help="Keep the built .h5 files here (default: a temporary folder).")
     parser.add_argument("--jobs-runs", type=int, default=3, help="Runs of the --jobs table (0: skip it).")
     parser.add_argument("--jobs-models", type=int, default=20)
     parser.add_argument("--jobs-size", choices=["small", "medium"], default="small",
                         help="The --jobs table's models: small nets, or MobileNetV2s of about a second each.")
     args = parser.parse_args()
+    tools = TOOLS[:2] if args.script_only else TOOLS
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
                            cwd=HERE).stdout
@@ -229,10 +241,10 @@ def main() -> None:
     if args.models:
         if args.models_dir:
             args.models_dir.mkdir(parents=True, exist_ok=True)
-            compare(args.models, args.models_dir, args.runs)
+            compare(args.models, args.models_dir, args.runs, tools)
         else:
             with tempfile.TemporaryDirectory() as tmp:
-                compare(args.models, Path(tmp), args.runs)
+                compare(args.models, Path(tmp), args.runs, tools)
     if args.jobs_runs:
         jobs(args.jobs_runs, args.jobs_models, args.jobs_size)
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
