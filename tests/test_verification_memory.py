@@ -1,5 +1,6 @@
 """Verification's order and what it holds: Keras' predictions first, the model freed, then the written graph
-imported from its bytes; the Keras session without Grappler; serializing once."""
+imported from its bytes; the Keras session without Grappler, loading weights without drawing random ones
+first; the graph serialized node by node."""
 
 from __future__ import annotations
 
