@@ -27,6 +27,7 @@ from freezekeras.errors import (
     VerificationError,
     error_summary,
 )
+from freezekeras.graphdef.lint import shown_names
 from freezekeras.graphdef.reading import parse_graph_def
 from freezekeras.graphdef.savedmodel import is_saved_model, read_signatures
 from freezekeras.graphdef.targets import TARGETS, target_gaps
@@ -226,10 +227,9 @@ def _check_target(frozen: _Frozen, options: ConvertOptions, path: Path) -> None:
     gaps = target_gaps(frozen.graph_def, options.target)
     if gaps:
         gap, nodes = gaps[0]
-        shown = ", ".join(nodes[:2]) + (", ..." if len(nodes) > 2 else "")
         raise TargetError(f"{path}: {TARGETS[options.target]} cannot run the frozen graph: it has {gap.label}: "
-                          f"{len(nodes)} ({shown}); nothing was written. {gap.fix[0].upper()}{gap.fix[1:]}, "
-                          "or drop --target to write the graph anyway.")
+                          f"{len(nodes)} ({shown_names(nodes, limit=2)}); nothing was written. "
+                          f"{gap.fix[0].upper()}{gap.fix[1:]}, or drop --target to write the graph anyway.")
 
 
 def _saved_model_reason(path: Path, signature: str) -> str:

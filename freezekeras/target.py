@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from freezekeras.errors import UsageError
+from freezekeras.graphdef.lint import shown_names
 from freezekeras.kerasfile.config import channels_first_layers, recurrent_layers
 from freezekeras.results import ConvertOptions
 
@@ -84,5 +85,4 @@ def choose(options: ConvertOptions, *, kind: str, config: dict[str, Any] | None,
 
 
 def _names(names: list[str]) -> str:
-    shown = list(dict.fromkeys(names))
-    return ", ".join(shown[:3]) + (", ..." if len(shown) > 3 else "")
+    return shown_names(list(dict.fromkeys(names)))

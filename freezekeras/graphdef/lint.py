@@ -8,7 +8,7 @@ TensorFlow is imported. Nodes inside the function library (``While`` and
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +40,11 @@ KINDS = {
 }
 
 
+def shown_names(names: Sequence[str], limit: int = 3) -> str:
+    """The first ``limit`` of ``names``, comma-separated, with ``", ..."`` when there are more."""
+    return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
+
+
 @dataclass(frozen=True)
 class Finding:
     """One kind of problem found in a graph.
@@ -61,9 +66,8 @@ class Finding:
     @property
     def line(self) -> str:
         """One readable line: ``variable ops: 2 (a, b)``, then the fix if there is one."""
-        names = ", ".join(self.nodes[:3]) + (", ..." if len(self.nodes) > 3 else "")
         fix = f"; {self.fix}" if self.fix else ""
-        return f"{self.label or KINDS[self.kind][1]}: {len(self.nodes)} ({names}){fix}"
+        return f"{self.label or KINDS[self.kind][1]}: {len(self.nodes)} ({shown_names(self.nodes)}){fix}"
 
     def to_json(self) -> dict[str, Any]:
         """Return ``{"kind", "severity", "count", "nodes", "message"}``."""

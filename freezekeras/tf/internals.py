@@ -192,6 +192,7 @@ def batch_norm_folder() -> Callable[[Any], Any]:
     import_tensorflow()
     return private("tensorflow.python.tools.optimize_for_inference_lib", "fold_batch_norms")
 
+
 def import_serialized_graph_def(graph: Any, data: bytes) -> None:
     """Import the serialized ``GraphDef`` ``data`` into the empty ``graph``, as ``import_graph_def(name="")`` does.
 

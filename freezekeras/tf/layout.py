@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from freezekeras.graphdef.lint import CHANNELS_FIRST, all_nodes, data_format, op_name
+from freezekeras.graphdef.lint import CHANNELS_FIRST, all_nodes, data_format, op_name, shown_names
 from freezekeras.tf.imports import import_tensorflow
 from freezekeras.tf.internals import optimize_graph, rewriter_config
 
@@ -66,8 +66,7 @@ def to_channels_last(graph_def: Any, output_names: Sequence[str]) -> Any:
 
 def relayout_note(nodes: Sequence[str], *, kept: bool = False) -> str:
     """The warning that says which nodes :func:`to_channels_last` rewrote (or, ``kept``, left NCHW)."""
-    shown = ", ".join(nodes[:3]) + (", ..." if len(nodes) > 3 else "")
-    subject = f"{len(nodes)} channels_first (NCHW) node{'s' if len(nodes) > 1 else ''} ({shown})"
+    subject = f"{len(nodes)} channels_first (NCHW) node{'s' if len(nodes) > 1 else ''} ({shown_names(nodes)})"
     if kept:
         return (f"{subject} kept as NCHW (--keep-nchw): OpenCV's dnn module and GPUs run them, "
                 "TensorFlow's CPU kernels do not")
